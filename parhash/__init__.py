@@ -1,0 +1,48 @@
+"""parhash: hash whole directory trees in parallel.
+
+Library API::
+
+    import parhash
+    for record in parhash.scan(["./data"], algo="sha256", jobs=2):
+        print(record.path, record.size, record.digest, record.error)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from parhash.model import FileRecord, Summary
+
+__version__ = "0.1.0"
+__all__ = ["FileRecord", "Summary", "__version__", "scan"]
+
+
+def scan(
+    paths: Iterable[str],
+    *,
+    algo: str = "xxh3",
+    jobs: int | None = None,
+    follow_symlinks: bool = False,
+    one_file_system: bool = False,
+    exclude: Iterable[str] = (),
+) -> Iterator[FileRecord]:
+    """Yield one ``FileRecord`` per file below ``paths``, in completion order.
+
+    Per-file problems are records with ``error`` set; a missing root raises
+    ``parhash.exit_codes.FatalError`` and an unknown algorithm ``KeyError``.
+    ``jobs=1`` hashes in this process; otherwise a process pool is used and shut down when
+    the iterator is exhausted or closed.
+    """
+    from parhash.pipeline import ScanOptions, iter_records
+    from parhash.walk import WalkOptions
+
+    options = ScanOptions(
+        algo=algo,
+        jobs=jobs,
+        walk=WalkOptions(
+            follow_symlinks=follow_symlinks,
+            one_file_system=one_file_system,
+            exclude=tuple(exclude),
+        ),
+    )
+    return iter_records(paths, options)

@@ -1,0 +1,64 @@
+"""Typed records that flow one way through the pipeline: walker -> pool -> queue -> reporters.
+
+Records are small slotted dataclasses because the parent process builds one per file and
+that cost is on the hot path of a 100,000-file scan.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class FileRecord:
+    """The outcome for one path: a digest, or an error message, never both.
+
+    ``path`` is a ``str`` decoded with surrogateescape (``os.fsdecode``), so names that are not
+    valid UTF-8 keep their exact bytes (``os.fsencode(record.path)``).
+    ``mtime_ns`` is the file's modification time in integer nanoseconds since the epoch.
+    """
+
+    path: str
+    root: str
+    size: int | None
+    mtime_ns: int | None
+    digest: str | None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """A unit of work for one worker: files from one root, opened with one symlink policy.
+
+    Files are batched because a Pool round trip costs ~12 us per task; paths are sent and the
+    results come back in the same order, so results carry no paths over the pipe.
+    """
+
+    batch_id: int
+    root: str
+    follow: bool
+    paths: tuple[str, ...]
+    #: Error records the walker produced while filling this batch; they ride along so that
+    #: every record, good or bad, reaches the consumer through the one bounded channel.
+    errors: tuple[FileRecord, ...] = ()
+
+
+@dataclass(slots=True)
+class Summary:
+    """Counters for one run; the exit policy lives in ``exit_codes.exit_code_for``."""
+
+    files: int = 0
+    bytes: int = 0
+    errors: int = 0
+    elapsed: float = 0.0
+
+    def add(self, record: FileRecord) -> None:
+        self.files += 1
+        if record.error is None:
+            self.bytes += record.size or 0
+        else:
+            self.errors += 1

@@ -1,0 +1,96 @@
+"""Where bytes go: atomic output files, and the one writer of human text to stderr.
+
+Output files are written to a temporary file in the same directory, fsynced and renamed
+over the target only when the run succeeds, so an interrupted or failed run never leaves
+a truncated file that looks complete (and the previous version stays intact).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sys
+import tempfile
+from typing import BinaryIO
+
+from parhash.exit_codes import FatalError
+
+
+class AtomicOutput:
+    """A binary file that appears at ``path`` only on ``commit()``."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        directory = os.path.dirname(os.path.abspath(path))
+        try:
+            fd, self.tmp_path = tempfile.mkstemp(
+                dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".parhash-tmp"
+            )
+        except OSError as exc:
+            raise FatalError(f"cannot write {path}: {exc.strerror or exc}") from None
+        self.stream: BinaryIO = os.fdopen(fd, "wb", buffering=1 << 20)
+
+    def commit(self) -> None:
+        """Flush, fsync, give the file normal permissions, rename into place, fsync the dir."""
+        try:
+            self.stream.flush()
+            os.fsync(self.stream.fileno())
+            umask = os.umask(0)
+            os.umask(umask)
+            os.fchmod(self.stream.fileno(), 0o666 & ~umask)
+            self.stream.close()
+            os.replace(self.tmp_path, self.path)
+        except OSError as exc:
+            self.abort()
+            raise FatalError(f"cannot write {self.path}: {exc.strerror or exc}") from None
+        _fsync_dir(os.path.dirname(os.path.abspath(self.path)))
+
+    def abort(self) -> None:
+        """Drop the temporary file; the target keeps whatever it held before."""
+        with contextlib.suppress(OSError):
+            self.stream.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.tmp_path)
+
+
+def _fsync_dir(directory: str) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+# C0 controls, DEL, C1 controls and the bidi overrides: shown escaped, never interpreted,
+# so a file name cannot move the cursor or recolour the terminal (fd's sanitize.rs).
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\udc80-\udcff]")
+
+
+def _escape_char(match: re.Match[str]) -> str:
+    ch = match.group()
+    code = ord(ch)
+    if 0xDC80 <= code <= 0xDCFF:  # a byte that was not valid UTF-8 (surrogateescape)
+        return f"\\x{code - 0xDC00:02x}"
+    if code <= 0xFF:
+        return {"\n": "\\n", "\t": "\\t", "\r": "\\r"}.get(ch, f"\\x{code:02x}")
+    return f"\\u{code:04x}"
+
+
+def sanitize(text: str) -> str:
+    """Make text from the file system safe to print on a terminal."""
+    return _UNSAFE.sub(_escape_char, text)
+
+
+def err(message: str) -> None:
+    """Write one line of human text to stderr (never stdout: stdout carries data only)."""
+    try:
+        sys.stderr.write(message + "\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass

@@ -1,0 +1,219 @@
+"""Executors: run ``hashing.hash_batch`` over a stream of batches, in-process or in a Pool.
+
+Data flow of ``PoolExecutor`` (one pool generation; a dead worker starts the next one)::
+
+    batches (walker) --> _Gate ------------> Pool task-handler thread --> inqueue pipe
+       ^ pulled on the Pool's task-handler      (runs the gate)              |
+       |  thread, one permit per batch                                       v
+    permits.release() <-- results() <-- it.next(timeout) <-- outqueue <-- workers
+       (consumer asks for the next result)   | on timeout: are the original
+                                             | workers still alive?
+
+Why a gate: ``Pool.imap_unordered`` drains its input eagerly on the task-handler thread (only
+the pipe's ~64 KiB slows it down), and its results pile up in an unbounded deque when the
+consumer is slow. Counting permits per batch bounds both: at most ``permits`` batches exist
+between the walker and the consumer. The gate polls a stop event while it waits, so
+``terminate()`` never waits on a thread stuck in ``acquire()`` (design notes, 7a).
+
+Why a watchdog: when a worker dies (SIGKILL, OOM killer), Pool replaces it but never answers
+its task, so a blocking ``next()`` waits forever (https://github.com/python/cpython/issues/66587).
+We never block: on each timeout tick we check that the workers we started are alive. If one
+is gone, the pool is torn down and the batches that were in flight are retried once, one
+file per batch, in a fresh pool; a file whose retry dies too becomes an error record. This
+keeps ``Pool.imap_unordered`` (the design we chose) while behaving like
+``ProcessPoolExecutor``'s sentinel wait.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import replace
+
+from parhash.hashing import RawResult, hash_batch
+from parhash.model import Batch
+
+#: Seconds between liveness checks of the workers. Short enough that a killed worker is
+#: noticed within a second, long enough that the check (one waitpid per child) costs nothing.
+WATCHDOG_INTERVAL = 0.25
+
+#: Batches admitted per worker process. More keeps workers fed while the parent formats
+#: output; fewer bounds memory tighter. 4 x processes x 128 paths is ~100 KiB of paths.
+PERMITS_PER_PROCESS = 4
+
+#: How long the gate sleeps between checks of the stop event while waiting for a permit.
+GATE_POLL = 0.1
+
+#: Error text for files that were lost twice with a dying worker.
+WORKER_DIED = "worker process died while hashing this file"
+
+
+def _init_worker() -> None:
+    """Pool initializer: only the parent handles Ctrl-C, so workers print no tracebacks, and
+    SIGTERM (how ``terminate()`` stops a worker) kills quietly even if the parent installed
+    a handler before forking."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+class InlineExecutor:
+    """Hash in the calling process (``--jobs 1``): deterministic, no IPC, nothing to clean up."""
+
+    def __init__(self, algo_name: str) -> None:
+        self.algo_name = algo_name
+
+    def results(self, batches: Iterable[Batch]) -> Iterator[tuple[Batch, list[RawResult]]]:
+        for batch in batches:
+            yield batch, hash_batch(batch, self.algo_name)[1]
+
+
+class _Gate:
+    """The input side of one pool generation: retries first, then fresh batches, one permit each."""
+
+    def __init__(
+        self,
+        source: Iterator[Batch],
+        source_lock: threading.Lock,
+        retry: deque[Batch],
+        inflight: dict[int, Batch],
+        permits: int,
+    ) -> None:
+        self.source = source
+        self.source_lock = source_lock
+        self.retry = retry
+        self.inflight = inflight
+        self.permits = threading.Semaphore(permits)
+        self.stop = threading.Event()
+
+    def __iter__(self) -> Iterator[Batch]:
+        while True:
+            while not self.permits.acquire(timeout=GATE_POLL):
+                if self.stop.is_set():
+                    return
+            if self.stop.is_set():
+                return
+            batch = self._next_batch()
+            if batch is None:
+                return
+            # Registered before it is handed to the Pool: if the pool breaks now, the batch
+            # is still known and gets retried, never silently dropped.
+            self.inflight[batch.batch_id] = batch
+            yield batch
+
+    def _next_batch(self) -> Batch | None:
+        if self.retry:
+            return self.retry.popleft()
+        # The lock serializes the walker between an old pool's task-handler thread that is
+        # winding down and the new pool's: a generator cannot run on two threads at once.
+        with self.source_lock:
+            return next(self.source, None)
+
+
+class PoolExecutor:
+    """Hash in ``processes`` worker processes with bounded memory and dead-worker recovery."""
+
+    def __init__(self, algo_name: str, processes: int) -> None:
+        self.algo_name = algo_name
+        self.processes = processes
+        self.worker_deaths = 0
+
+    def results(self, batches: Iterable[Batch]) -> Iterator[tuple[Batch, list[RawResult]]]:
+        source = iter(batches)
+        source_lock = threading.Lock()
+        retry: deque[Batch] = deque()
+        retried: set[int] = set()
+        next_id = [-1]  # retry batches get negative ids, never colliding with the walker's
+        while True:
+            inflight: dict[int, Batch] = {}
+            gate = _Gate(source, source_lock, retry, inflight, PERMITS_PER_PROCESS * self.processes)
+            broken = yield from self._one_generation(gate)
+            if not broken:
+                return
+            self.worker_deaths += 1
+            for batch in list(inflight.values()):
+                if batch.batch_id in retried:
+                    yield batch, [(None, None, None, WORKER_DIED)] * len(batch.paths)
+                    continue
+                for path in batch.paths:
+                    single = replace(batch, batch_id=next_id[0], paths=(path,), errors=())
+                    retried.add(next_id[0])
+                    next_id[0] -= 1
+                    retry.append(single)
+                if batch.errors:
+                    yield replace(batch, paths=()), []
+
+    def _one_generation(self, gate: _Gate) -> Iterator[tuple[Batch, list[RawResult]]]:
+        """Run one Pool until the input is exhausted (returns False) or a worker dies (True)."""
+        before = {p.pid for p in multiprocessing.active_children()}
+        pool = multiprocessing.Pool(self.processes, initializer=_init_worker)
+        workers = {p.pid for p in multiprocessing.active_children()} - before
+        task = functools.partial(hash_batch, algo_name=self.algo_name)
+        broken = False
+        try:
+            it = pool.imap_unordered(task, gate, chunksize=1)
+            last_check = time.monotonic()
+            while True:
+                try:
+                    batch_id, raw = it.next(timeout=WATCHDOG_INTERVAL)
+                except StopIteration:
+                    return False
+                except multiprocessing.TimeoutError:
+                    last_check = time.monotonic()
+                    if not _all_alive(workers):
+                        broken = True
+                        return True
+                    continue
+                batch = gate.inflight.pop(batch_id)
+                gate.permits.release()
+                yield batch, raw
+                if time.monotonic() - last_check > 1.0:
+                    last_check = time.monotonic()
+                    if not _all_alive(workers):
+                        broken = True
+                        return True
+        finally:
+            gate.stop.set()
+            _shutdown(pool, workers, broken)
+
+
+def _all_alive(pids: set[int]) -> bool:
+    """True while every worker we started is still running (reaps exited children)."""
+    alive = {p.pid for p in multiprocessing.active_children()}
+    return pids <= alive
+
+
+def _shutdown(pool: multiprocessing.pool.Pool, workers: set[int], broken: bool) -> None:
+    """Stop a pool without ever hanging the caller.
+
+    A broken pool may have lost a worker that held the inqueue's read lock, and then
+    ``terminate()`` blocks forever (https://github.com/python/cpython/issues/96062): the
+    workers are killed first, and ``terminate()`` runs in a daemon thread with a deadline.
+    """
+    if broken:
+        for pid in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    stopper = threading.Thread(target=pool.terminate, name="parhash-pool-stop", daemon=True)
+    stopper.start()
+    stopper.join(timeout=5.0)
+    if stopper.is_alive():
+        for proc in multiprocessing.active_children():
+            if proc.pid in workers:
+                proc.kill()
+    else:
+        pool.join()
+
+
+def default_jobs() -> int:
+    """Usable CPUs: the affinity mask (containers, taskset), not the machine's core count."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)

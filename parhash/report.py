@@ -1,0 +1,249 @@
+"""Reporters: turn record lists into the bytes of one output format (sums, jsonl, json, csv).
+
+Each reporter writes to a binary stream, one ``write`` per batch (one encode and one
+``write`` call per batch, not per file), and encodes names with surrogateescape, so a
+name that is not valid UTF-8 comes out with exactly the bytes it has on disk. The one
+exception is JSON text, which must be valid UTF-8: there such names carry ``\\udcXX``
+escapes, and ``os.fsencode(json.loads(line)["path"])`` gives the original bytes back.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import sys
+import time
+from typing import BinaryIO
+
+from parhash.hashing import get_algorithm
+from parhash.model import FileRecord, Summary
+from parhash.sums import format_line
+from parhash.walk import child_prefix
+
+FORMATS = ("sums", "jsonl", "json", "csv")
+
+#: Version of the manifest layout written by the json/jsonl/csv reporters; bumped only when
+#: a key changes meaning or disappears (new keys may be added without a bump).
+MANIFEST_VERSION = 1
+
+#: Column order of csv output, and key order of jsonl/json records.
+FIELDS = ("path", "size", "mtime", "algo", "hash", "error", "root")
+
+_encode_json_str = json.encoder.encode_basestring  # type: ignore[attr-defined]
+_encode_json_ascii = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
+
+
+def json_string(text: str) -> str:
+    """A JSON string literal; names that are not valid UTF-8 get ``\\udcXX`` escapes."""
+    if text.isascii():
+        return _encode_json_ascii(text)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _encode_json_ascii(text)
+    return _encode_json_str(text)
+
+
+def display_path(record: FileRecord, relative: bool) -> str:
+    """The path as printed: as reached from the argument, or relative to the root."""
+    if not relative:
+        return record.path
+    prefix = child_prefix(record.root)
+    if record.path.startswith(prefix):
+        return record.path[len(prefix) :]
+    return os.path.basename(record.path.rstrip(os.sep)) or record.path
+
+
+class Reporter:
+    """Common plumbing: the stream, the algorithm and the path style."""
+
+    def __init__(self, stream: BinaryIO, algo: str, *, relative: bool = False) -> None:
+        self.stream = stream
+        self.algo = get_algorithm(algo).name
+        self.relative = relative
+
+    def begin(self, roots: list[str]) -> None:
+        """Called once before the first record (a header, if the format has one)."""
+
+    def write(self, records: list[FileRecord]) -> None:
+        raise NotImplementedError
+
+    def close(self, summary: Summary) -> None:
+        self.stream.flush()
+
+
+class SumsReporter(Reporter):
+    """``<hex>  <path>`` lines, exactly as sha256sum/b3sum print them (``--tag``: BSD form).
+
+    Error records print nothing here (sha256sum prints nothing on stdout for a file it can't
+    read); their warning went to stderr and they count in the exit code.
+    """
+
+    def __init__(
+        self, stream: BinaryIO, algo: str, *, relative: bool = False, tag: bool = False, zero=False
+    ) -> None:
+        super().__init__(stream, algo, relative=relative)
+        self.tag = get_algorithm(algo).tag if tag else None
+        self.zero = zero
+
+    def write(self, records: list[FileRecord]) -> None:
+        lines = [
+            format_line(r.digest, display_path(r, self.relative), tag=self.tag, zero=self.zero)
+            for r in records
+            if r.digest is not None
+        ]
+        if lines:
+            self.stream.write("".join(lines).encode("utf-8", "surrogateescape"))
+
+
+def _json_record(record: FileRecord, algo: str, relative: bool) -> str:
+    size = "null" if record.size is None else record.size
+    mtime = "null" if record.mtime_ns is None else record.mtime_ns
+    digest = "null" if record.digest is None else f'"{record.digest}"'
+    error = "null" if record.error is None else json_string(record.error)
+    return (
+        f'{{"path": {json_string(display_path(record, relative))}, "size": {size}, '
+        f'"mtime": {mtime}, "algo": "{algo}", "hash": {digest}, "error": {error}, '
+        f'"root": {json_string(record.root)}}}'
+    )
+
+
+class JsonlReporter(Reporter):
+    """One JSON object per line, keys in ``FIELDS`` order; built by hand for speed."""
+
+    def write(self, records: list[FileRecord]) -> None:
+        if records:
+            text = "\n".join(_json_record(r, self.algo, self.relative) for r in records)
+            self.stream.write((text + "\n").encode("utf-8"))
+
+
+class JsonReporter(Reporter):
+    """One JSON document, streamed: a header object, the records array, then a summary."""
+
+    def __init__(self, stream: BinaryIO, algo: str, *, relative: bool = False, options=None):
+        super().__init__(stream, algo, relative=relative)
+        self.options = options or {}
+        self.first = True
+        self.started = time.time()
+
+    def begin(self, roots: list[str]) -> None:
+        from parhash import __version__
+
+        header = {
+            "tool": "parhash",
+            "tool_version": __version__,
+            "manifest_version": MANIFEST_VERSION,
+            "algo": self.algo,
+            "roots": [os.fsdecode(r) for r in roots],
+            "relative": self.relative,
+            "options": self.options,
+            "started": _iso(self.started),
+            "command": sys.argv,
+        }
+        text = json.dumps(header, ensure_ascii=True)
+        self.stream.write(f'{{"header": {text},\n"files": [\n'.encode())
+
+    def write(self, records: list[FileRecord]) -> None:
+        if not records:
+            return
+        text = ",\n".join(_json_record(r, self.algo, self.relative) for r in records)
+        if not self.first:
+            text = ",\n" + text
+        self.first = False
+        self.stream.write(text.encode("utf-8"))
+
+    def close(self, summary: Summary) -> None:
+        tail = {
+            "files": summary.files,
+            "bytes": summary.bytes,
+            "errors": summary.errors,
+            "elapsed": round(summary.elapsed, 6),
+            "ended": _iso(time.time()),
+        }
+        self.stream.write(f'\n],\n"summary": {json.dumps(tail)}}}\n'.encode())
+        super().close(summary)
+
+
+class CsvReporter(Reporter):
+    """RFC 4180 CSV with a header row, same columns as jsonl; empty cells for null."""
+
+    def begin(self, roots: list[str]) -> None:
+        self._emit([FIELDS])
+
+    def write(self, records: list[FileRecord]) -> None:
+        self._emit(
+            [
+                (
+                    display_path(r, self.relative),
+                    "" if r.size is None else r.size,
+                    "" if r.mtime_ns is None else r.mtime_ns,
+                    self.algo,
+                    r.digest or "",
+                    r.error or "",
+                    r.root,
+                )
+                for r in records
+            ]
+        )
+
+    def _emit(self, rows: list) -> None:
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\r\n").writerows(rows)
+        self.stream.write(buf.getvalue().encode("utf-8", "surrogateescape"))
+
+
+class SortedReporter:
+    """Holds every record and writes them sorted by path bytes at the end (``--sort``).
+
+    The one place parhash keeps the whole tree in memory, because the user asked for it.
+    """
+
+    def __init__(self, inner: Reporter) -> None:
+        self.inner = inner
+        self.records: list[FileRecord] = []
+
+    def begin(self, roots: list[str]) -> None:
+        self.inner.begin(roots)
+
+    def write(self, records: list[FileRecord]) -> None:
+        self.records.extend(records)
+
+    def close(self, summary: Summary) -> None:
+        relative = self.inner.relative
+        self.records.sort(key=lambda r: os.fsencode(display_path(r, relative)))
+        for start in range(0, len(self.records), 1024):
+            self.inner.write(self.records[start : start + 1024])
+        self.records = []
+        self.inner.close(summary)
+
+
+def _iso(timestamp: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
+
+
+def make_reporter(
+    fmt: str,
+    stream: BinaryIO,
+    algo: str,
+    *,
+    relative: bool = False,
+    tag: bool = False,
+    zero: bool = False,
+    sort: bool = False,
+    options: dict | None = None,
+) -> Reporter | SortedReporter:
+    """Build the reporter for ``--format``; ``sort`` wraps it in a SortedReporter."""
+    reporter: Reporter
+    if fmt == "sums":
+        reporter = SumsReporter(stream, algo, relative=relative, tag=tag, zero=zero)
+    elif fmt == "jsonl":
+        reporter = JsonlReporter(stream, algo, relative=relative)
+    elif fmt == "json":
+        reporter = JsonReporter(stream, algo, relative=relative, options=options)
+    elif fmt == "csv":
+        reporter = CsvReporter(stream, algo, relative=relative)
+    else:
+        raise ValueError(f"unknown format {fmt!r}")
+    return SortedReporter(reporter) if sort else reporter

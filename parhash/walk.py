@@ -1,0 +1,182 @@
+"""The directory walker: streams the paths to hash, and error records for what can't be.
+
+It never prints and never raises for a per-entry problem; problems travel as ``FileRecord``s
+with an ``error`` (as fd's walker sends ``WorkerResult::Error`` down the same channel).
+It is iterative (no recursion limit on deep trees), lists each directory once, sorts names
+within a directory (so walk order is reproducible) and does not stat regular files: the
+worker's fstat on the open descriptor is the one stat that matters.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from parhash.hashing import describe_oserror, file_kind
+from parhash.model import FileRecord
+
+
+@dataclass(frozen=True)
+class WalkOptions:
+    """Walker settings shared by every command that walks a tree."""
+
+    follow_symlinks: bool = False
+    one_file_system: bool = False
+    exclude: tuple[str, ...] = ()
+
+
+class ExcludeMatcher:
+    """``--exclude GLOB`` rules, matched against paths relative to the root.
+
+    A pattern without ``/`` matches a file or directory name at any depth (``*.pyc``,
+    ``.git``); a pattern with ``/`` matches the whole relative path (``build/*``, a leading
+    ``/`` is ignored). ``*`` also crosses ``/`` (fnmatch semantics), so ``**`` works too.
+    All patterns are compiled into two regular expressions: one call per entry.
+    """
+
+    def __init__(self, patterns: tuple[str, ...]) -> None:
+        names = [p.rstrip("/") for p in patterns if "/" not in p.rstrip("/")]
+        paths = [p.strip("/") for p in patterns if "/" in p.rstrip("/")]
+        self._name = _compile(names)
+        self._path = _compile(paths)
+
+    def __bool__(self) -> bool:
+        return self._name is not None or self._path is not None
+
+    def excluded(self, name: str, rel: str) -> bool:
+        if self._name is not None and self._name.match(name):
+            return True
+        return self._path is not None and self._path.match(rel) is not None
+
+
+def _compile(patterns: list[str]) -> re.Pattern[str] | None:
+    if not patterns:
+        return None
+    return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns), re.DOTALL)
+
+
+def child_prefix(root: str) -> str:
+    """The prefix of every path below ``root``, so paths print as reached (``find DIR``)."""
+    return root if root.endswith(os.sep) else root + os.sep
+
+
+@dataclass(frozen=True, slots=True)
+class _Ancestor:
+    """A link in the chain of directories above the current one, for symlink-loop checks."""
+
+    dev: int
+    ino: int
+    parent: _Ancestor | None
+
+    def contains(self, dev: int, ino: int) -> bool:
+        node: _Ancestor | None = self
+        while node is not None:
+            if node.dev == dev and node.ino == ino:
+                return True
+            node = node.parent
+        return False
+
+
+def walk_directory(root: str, options: WalkOptions) -> Iterator[str | FileRecord]:
+    """Yield every regular file below the directory ``root`` (as a path), or an error record.
+
+    Symbolic links are skipped unless ``follow_symlinks``; then a link to a directory is
+    descended unless it points back to a directory on the current path (a loop), and a
+    dangling link is an error record. Other non-regular files (FIFOs, sockets, devices) are
+    error records: they are never opened.
+    """
+    excludes = ExcludeMatcher(options.exclude)
+    follow = options.follow_symlinks
+    try:
+        st = os.stat(root)
+    except OSError as exc:
+        yield _error(root, root, f"cannot list directory: {describe_oserror(exc)}")
+        return
+    root_dev = st.st_dev
+    # Each stack entry: (directory path, path relative to root with trailing sep, ancestors).
+    stack: list[tuple[str, str, _Ancestor | None]] = [
+        (root, "", _Ancestor(st.st_dev, st.st_ino, None) if follow else None)
+    ]
+    while stack:
+        dirpath, rel_dir, ancestors = stack.pop()
+        try:
+            with os.scandir(dirpath) as it:
+                entries = sorted(it, key=_entry_name)
+        except OSError as exc:
+            yield _error(dirpath, root, f"cannot list directory: {describe_oserror(exc)}")
+            continue
+        prefix = child_prefix(dirpath)
+        subdirs: list[tuple[str, str, _Ancestor | None]] = []
+        for entry in entries:
+            name = entry.name
+            rel = rel_dir + name
+            if excludes and excludes.excluded(name, rel):
+                continue
+            path = prefix + name
+            try:
+                if entry.is_file(follow_symlinks=follow):
+                    yield path
+                elif entry.is_dir(follow_symlinks=follow):
+                    sub = _descend(entry, path, rel, root, root_dev, ancestors, options)
+                    if isinstance(sub, FileRecord):
+                        yield sub
+                    elif sub is not None:
+                        subdirs.append(sub)
+                elif entry.is_symlink():
+                    if follow:
+                        yield _error(path, root, "dangling symbolic link")
+                else:
+                    kind = file_kind(entry.stat(follow_symlinks=False).st_mode)
+                    yield _error(path, root, f"not a regular file ({kind})")
+            except OSError as exc:
+                yield _error(path, root, describe_oserror(exc))
+        stack.extend(reversed(subdirs))
+
+
+def _descend(
+    entry: os.DirEntry[str],
+    path: str,
+    rel: str,
+    root: str,
+    root_dev: int,
+    ancestors: _Ancestor | None,
+    options: WalkOptions,
+) -> tuple[str, str, _Ancestor | None] | FileRecord | None:
+    """Decide whether to enter a subdirectory: a stack item, a loop error, or None (pruned)."""
+    if not options.one_file_system and not options.follow_symlinks:
+        return (path, rel + os.sep, None)
+    st = entry.stat(follow_symlinks=options.follow_symlinks)
+    if options.one_file_system and st.st_dev != root_dev:
+        return None
+    if ancestors is not None:
+        if ancestors.contains(st.st_dev, st.st_ino):
+            return _error(path, root, "file system loop: a symbolic link leads back to a parent")
+        ancestors = _Ancestor(st.st_dev, st.st_ino, ancestors)
+    return (path, rel + os.sep, ancestors)
+
+
+def _entry_name(entry: os.DirEntry[str]) -> str:
+    return entry.name
+
+
+def _error(path: str, root: str, message: str) -> FileRecord:
+    return FileRecord(path=path, root=root, size=None, mtime_ns=None, digest=None, error=message)
+
+
+def classify_root(path: str) -> str:
+    """``"dir"``, ``"file"`` or an error message for a command-line PATH argument.
+
+    Arguments are followed when they are symlinks (like ``find -H``): naming a link on the
+    command line means "this one".
+    """
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        return describe_oserror(exc)
+    if stat.S_ISDIR(st.st_mode):
+        return "dir"
+    return "file"
