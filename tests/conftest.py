@@ -1,0 +1,70 @@
+"""Shared test helpers: run the real CLI in a subprocess, build trees in tmp_path."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+
+@dataclass
+class CliResult:
+    returncode: int
+    stdout: bytes
+    stderr: str
+
+    @property
+    def text(self) -> str:
+        return self.stdout.decode("utf-8", "surrogateescape")
+
+
+def run_cli(
+    *args: str | os.PathLike,
+    cwd: str | os.PathLike | None = None,
+    input: bytes | None = None,
+    timeout: float = 60,
+    env: dict[str, str] | None = None,
+) -> CliResult:
+    """Run ``python -m parhash ARGS`` as a real process; stdout (bytes) and stderr kept apart."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "parhash", *map(os.fsdecode, args)],
+        cwd=cwd,
+        input=input,
+        capture_output=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+    return CliResult(proc.returncode, proc.stdout, proc.stderr.decode("utf-8", "replace"))
+
+
+@pytest.fixture
+def cli():
+    return run_cli
+
+
+def write_tree(root: Path, spec: dict[str | bytes, bytes | dict]) -> Path:
+    """Create files (bytes values) and directories (dict values) below ``root``.
+
+    Keys may be ``bytes`` for names that are not valid UTF-8.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    for name, value in spec.items():
+        path = os.path.join(os.fsencode(root), os.fsencode(name))
+        if isinstance(value, dict):
+            write_tree(Path(os.fsdecode(path)), value)
+        else:
+            with open(path, "wb") as f:
+                f.write(value)
+    return root
+
+
+@pytest.fixture
+def make_tree(tmp_path):
+    def make(spec, name: str = "tree") -> Path:
+        return write_tree(tmp_path / name, spec)
+
+    return make
