@@ -104,25 +104,36 @@ SCAN_EPILOG = (
 def scan(
     paths: Annotated[
         Optional[list[str]],
-        typer.Argument(help="Files or directories to hash (default: the current directory)."),
+        typer.Argument(
+            help="Files or directories to hash (default: the current directory).",
+            metavar="PATH",
+            show_default=False,
+        ),
     ] = None,
     algo: Annotated[
         str,
         typer.Option(
             "--algo",
             "-a",
+            metavar="NAME",
             help=f"Hash algorithm: {', '.join(ALGORITHMS)}.",
             callback=_check_algo,
         ),
     ] = "xxh3",
-    fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.sums,
+    fmt: Annotated[
+        Format, typer.Option("--format", "-f", metavar="FMT", help="sums, jsonl, json or csv.")
+    ] = Format.sums,
     output: Annotated[
         Optional[str],
-        typer.Option("--output", "-o", help="Write to FILE atomically instead of stdout."),
+        typer.Option(
+            "--output", "-o", metavar="FILE", help="Write to FILE atomically instead of stdout."
+        ),
     ] = None,
     jobs: Annotated[
         Optional[int],
-        typer.Option("--jobs", "-j", min=1, help="Worker processes (default: usable CPUs)."),
+        typer.Option(
+            "--jobs", "-j", min=1, metavar="N", help="Worker processes (default: usable CPUs)."
+        ),
     ] = None,
     tag: Annotated[
         bool, typer.Option("--tag", help="sums: BSD-style 'ALGO (path) = hex'.")
