@@ -58,16 +58,18 @@ class TqdmProgress:
         now = time.monotonic()
         if now - self.last_postfix >= self.POSTFIX_INTERVAL:
             self.last_postfix = now
-            rate = self.bytes / max(now - self.started, 1e-9)
-            self.bar.set_postfix_str(
-                f"{human_bytes(self.bytes)}, {human_bytes(rate)}/s", refresh=False
-            )
+            self._set_postfix(now)
         self.bar.update(files)
+
+    def _set_postfix(self, now: float) -> None:
+        rate = self.bytes / max(now - self.started, 1e-9)
+        self.bar.set_postfix_str(f"{human_bytes(self.bytes)}, {human_bytes(rate)}/s", refresh=False)
 
     def warn(self, message: str) -> None:
         self._tqdm.write(f"parhash: warning: {sanitize(message)}", file=sys.stderr)
 
     def close(self) -> None:
+        self._set_postfix(time.monotonic())
         self.bar.close()
 
 
