@@ -181,5 +181,5 @@ def _read_and_hash(fd: int, size: int, algo: Algorithm) -> tuple[str, int]:
 
 def hash_batch(batch: Batch, algo_name: str) -> tuple[int, list[RawResult]]:
     """Worker entry point: hash every file of a batch, in order. Never raises for a file."""
-    algo = get_algorithm(algo_name)
+    algo = get_algorithm(batch.algo or algo_name)
     return batch.batch_id, [hash_file(p, algo, batch.follow) for p in batch.paths]

@@ -31,6 +31,16 @@ class FileRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class Expected:
+    """A path and the digest a checksum file says it has (one line of a sums file)."""
+
+    path: str
+    algo: str
+    digest: str
+    line: int  #: line number in the checksum file, for messages
+
+
+@dataclass(frozen=True, slots=True)
 class Batch:
     """A unit of work for one worker: files from one root, opened with one symlink policy.
 
@@ -45,6 +55,10 @@ class Batch:
     #: Error records the walker produced while filling this batch; they ride along so that
     #: every record, good or bad, reaches the consumer through the one bounded channel.
     errors: tuple[FileRecord, ...] = ()
+    #: Algorithm for this batch when it is not the run's default (``check`` of mixed files).
+    algo: str | None = None
+    #: For ``check``: what each path is expected to hash to, parallel to ``paths``.
+    expected: tuple[Expected, ...] = ()
 
 
 @dataclass(slots=True)

@@ -16,7 +16,7 @@ from typing import Protocol
 
 from parhash.exit_codes import FatalError
 from parhash.hashing import DEFAULT_ALGORITHM, RawResult, get_algorithm
-from parhash.model import Batch, FileRecord, Summary
+from parhash.model import Batch, Expected, FileRecord, Summary
 from parhash.walk import WalkOptions, classify_root, walk_directory
 
 #: Largest number of files per task. At ~1 us of IPC per file in batches this size, the
@@ -75,53 +75,107 @@ def check_roots(roots: Iterable[str]) -> list[str]:
     return roots
 
 
-def make_batches(
-    roots: list[str], walk: WalkOptions, processes: int, found: WalkProgress
-) -> Iterator[Batch]:
-    """Group the walker's output into batches (one root and one symlink policy per batch).
+@dataclass(frozen=True)
+class Source:
+    """One stream of work: items below one root, opened with one symlink policy.
 
-    Batches start small and double, and the last partial batch of the whole walk is split
+    Items are paths to hash (``str``), error records the producer already made, or
+    ``Expected`` entries (a path with the digest it should have: ``check``).
+    """
+
+    root: str
+    follow: bool
+    items: Iterable[str | FileRecord | Expected]
+
+
+def scan_sources(roots: list[str], walk: WalkOptions) -> Iterator[Source]:
+    """The sources of a scan: each directory root walked, each file root hashed as named."""
+    for root in roots:
+        if classify_root(root) == "dir":
+            yield Source(root, walk.follow_symlinks, walk_directory(root, walk))
+        else:  # a file named on the command line is followed, like find -H
+            yield Source(root, True, (root,))
+
+
+class _BatchBuilder:
+    """Accumulates one batch; flushed by size, by a change of algorithm, or by the caller."""
+
+    def __init__(self) -> None:
+        self.next_id = 0
+        self.size = FIRST_BATCH
+        self.reset(None)
+
+    def reset(self, algo: str | None) -> None:
+        self.algo = algo
+        self.paths: list[str] = []
+        self.errors: list[FileRecord] = []
+        self.expected: list[Expected] = []
+
+    def __len__(self) -> int:
+        return len(self.paths) + len(self.errors)
+
+    def build(self, source: Source, paths: list[str], errors, expected) -> Batch:
+        batch = Batch(
+            self.next_id,
+            source.root,
+            source.follow,
+            tuple(paths),
+            tuple(errors),
+            self.algo,
+            tuple(expected),
+        )
+        self.next_id += 1
+        return batch
+
+    def take(self, source: Source) -> Batch:
+        batch = self.build(source, self.paths, self.errors, self.expected)
+        self.size = min(self.size * 2, MAX_BATCH)
+        self.reset(self.algo)
+        return batch
+
+    def split(self, source: Source, parts: int) -> Iterator[Batch]:
+        """Deal the pending paths round-robin into at most ``parts`` batches (the last
+        batch of a run), so that a few huge files still spread over every worker."""
+        parts = max(1, min(parts, len(self.paths)))
+        for i in range(parts):
+            expected = self.expected[i::parts] if self.expected else []
+            yield self.build(source, self.paths[i::parts], self.errors if i == 0 else [], expected)
+        self.reset(self.algo)
+
+
+def make_batches(sources: Iterable[Source], processes: int, found: WalkProgress) -> Iterator[Batch]:
+    """Group the sources' items into batches (one root, symlink policy and algorithm each).
+
+    Batches start small and double up to MAX_BATCH; the very last partial batch is split
     over the workers, so a tree of four huge files still keeps every core busy.
     """
-    next_id = 0
-    size = FIRST_BATCH
-    pending: list[tuple[str, bool, list[str], list[FileRecord]]] = []
-    for root in roots:
-        kind = classify_root(root)
-        items: Iterable[str | FileRecord]
-        if kind == "dir":
-            items, follow = walk_directory(root, walk), walk.follow_symlinks
-        else:  # a file named on the command line is followed, like find -H
-            items, follow = [root], True
-        paths: list[str] = []
-        errors: list[FileRecord] = []
-        for item in items:
-            if type(item) is str:
-                paths.append(item)
+    builder = _BatchBuilder()
+    last: Source | None = None
+    for source in sources:
+        if last is not None and len(builder):
+            yield builder.take(last)
+        last = source
+        for item in source.items:
+            kind = type(item)
+            if kind is str:
+                builder.paths.append(item)  # type: ignore[arg-type]
                 found.files_found += 1
+            elif kind is FileRecord:
+                builder.errors.append(item)  # type: ignore[arg-type]
             else:
-                errors.append(item)  # type: ignore[arg-type]
-            if len(paths) + len(errors) >= size:
-                yield Batch(next_id, root, follow, tuple(paths), tuple(errors))
-                next_id += 1
-                size = min(size * 2, MAX_BATCH)
-                paths, errors = [], []
-        if paths or errors:
-            pending.append((root, follow, paths, errors))
+                entry: Expected = item  # type: ignore[assignment]
+                if entry.algo != builder.algo:
+                    if len(builder):
+                        yield builder.take(source)
+                    builder.reset(entry.algo)
+                builder.paths.append(entry.path)
+                builder.expected.append(entry)
+                found.files_found += 1
+            if len(builder) >= builder.size:
+                yield builder.take(source)
     found.done = True
-    for root, follow, paths, errors in pending:
-        for chunk_paths, chunk_errors in _split(paths, errors, processes):
-            yield Batch(next_id, root, follow, chunk_paths, chunk_errors)
-            next_id += 1
-
-
-def _split(
-    paths: list[str], errors: list[FileRecord], parts: int
-) -> Iterator[tuple[tuple[str, ...], tuple[FileRecord, ...]]]:
-    """Deal ``paths`` round-robin into at most ``parts`` tuples; the errors go with the first."""
-    parts = max(1, min(parts, len(paths)))
-    for i in range(parts):
-        yield tuple(paths[i::parts]), tuple(errors) if i == 0 else ()
+    if last is not None and len(builder):
+        yield from builder.split(last, processes)
 
 
 def to_records(batch: Batch, raw: list[RawResult]) -> list[FileRecord]:
@@ -151,7 +205,7 @@ def iter_batches(
     """Stream record lists (one per batch) for ``roots``; the pool lives as long as this."""
     get_algorithm(options.algo)  # unknown names fail here, before any process starts
     executor, processes = make_executor(options)
-    batches = make_batches(roots, options.walk, processes, found or WalkProgress())
+    batches = make_batches(scan_sources(roots, options.walk), processes, found or WalkProgress())
     results = executor.results(batches)
     try:
         for batch, raw in results:

@@ -141,13 +141,16 @@ class PoolExecutor:
                 if batch.batch_id in retried:
                     yield batch, [(None, None, None, WORKER_DIED)] * len(batch.paths)
                     continue
-                for path in batch.paths:
-                    single = replace(batch, batch_id=next_id[0], paths=(path,), errors=())
+                for i, path in enumerate(batch.paths):
+                    expected = (batch.expected[i],) if batch.expected else ()
+                    single = replace(
+                        batch, batch_id=next_id[0], paths=(path,), errors=(), expected=expected
+                    )
                     retried.add(next_id[0])
                     next_id[0] -= 1
                     retry.append(single)
                 if batch.errors:
-                    yield replace(batch, paths=()), []
+                    yield replace(batch, paths=(), expected=()), []
 
     def _one_generation(self, gate: _Gate) -> Iterator[tuple[Batch, list[RawResult]]]:
         """Run one Pool until the input is exhausted (returns False) or a worker dies (True)."""
