@@ -216,7 +216,7 @@ def run_scan(
 ) -> ExitCode:
     """Run a scan end to end and turn every way it can end into one exit code."""
     from parhash.output import AtomicOutput
-    from parhash.pipeline import check_roots, run
+    from parhash.pipeline import check_roots, run, scan_sources
     from parhash.progress import human_bytes, make_progress
     from parhash.report import make_reporter
 
@@ -241,7 +241,8 @@ def run_scan(
             },
         )
         reporter.begin(roots)
-        summary = run(roots, options, reporter, make_progress(progress, quiet))
+        sources = scan_sources(roots, options.walk)
+        summary = run(sources, options, reporter, make_progress(progress, quiet))
         if target is not None:
             target.commit()
             target = None

@@ -10,6 +10,16 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True, slots=True)
+class Expected:
+    """A path and the digest a checksum file says it has (one line of a sums file)."""
+
+    path: str
+    algo: str
+    digest: str
+    line: int  #: line number in the checksum file, for messages
+
+
+@dataclass(frozen=True, slots=True)
 class FileRecord:
     """The outcome for one path: a digest, or an error message, never both.
 
@@ -24,20 +34,12 @@ class FileRecord:
     mtime_ns: int | None
     digest: str | None
     error: str | None = None
+    #: For ``check``: the checksum-file line this record verifies.
+    expected: Expected | None = None
 
     @property
     def ok(self) -> bool:
         return self.error is None
-
-
-@dataclass(frozen=True, slots=True)
-class Expected:
-    """A path and the digest a checksum file says it has (one line of a sums file)."""
-
-    path: str
-    algo: str
-    digest: str
-    line: int  #: line number in the checksum file, for messages
 
 
 @dataclass(frozen=True, slots=True)

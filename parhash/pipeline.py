@@ -182,6 +182,10 @@ def to_records(batch: Batch, raw: list[RawResult]) -> list[FileRecord]:
     """Join a batch's paths with its workers' results, walker errors first."""
     root = batch.root
     records = list(batch.errors)
+    if batch.expected:
+        for entry, (size, mtime_ns, digest, error) in zip(batch.expected, raw, strict=True):
+            records.append(FileRecord(entry.path, root, size, mtime_ns, digest, error, entry))
+        return records
     for path, (size, mtime_ns, digest, error) in zip(batch.paths, raw, strict=True):
         records.append(FileRecord(path, root, size, mtime_ns, digest, error))
     return records
@@ -200,12 +204,12 @@ def make_executor(options: ScanOptions):
 
 
 def iter_batches(
-    roots: list[str], options: ScanOptions, found: WalkProgress | None = None
+    sources: Iterable[Source], options: ScanOptions, found: WalkProgress | None = None
 ) -> Iterator[list[FileRecord]]:
-    """Stream record lists (one per batch) for ``roots``; the pool lives as long as this."""
+    """Stream record lists (one per batch) for ``sources``; the pool lives as long as this."""
     get_algorithm(options.algo)  # unknown names fail here, before any process starts
     executor, processes = make_executor(options)
-    batches = make_batches(scan_sources(roots, options.walk), processes, found or WalkProgress())
+    batches = make_batches(sources, processes, found or WalkProgress())
     results = executor.results(batches)
     try:
         for batch, raw in results:
@@ -216,7 +220,8 @@ def iter_batches(
 
 def iter_records(roots: Iterable[str], options: ScanOptions) -> Iterator[FileRecord]:
     """Library-level scan: one ``FileRecord`` per file, in completion order."""
-    for records in iter_batches(check_roots(roots), options):
+    sources = scan_sources(check_roots(roots), options.walk)
+    for records in iter_batches(sources, options):
         yield from records
 
 
@@ -267,15 +272,24 @@ class _Writer(threading.Thread):
             raise self.error
 
 
-def run(roots: Iterable[str], options: ScanOptions, sink: Sink, progress: ProgressSink) -> Summary:
-    """Hash ``roots`` into ``sink``; returns the summary. Raises on fatal problems only."""
-    roots = check_roots(roots)
+def run(
+    sources: Iterable[Source],
+    options: ScanOptions,
+    sink: Sink,
+    progress: ProgressSink,
+    *,
+    warn_errors: bool = True,
+) -> Summary:
+    """Hash ``sources`` into ``sink``; returns the summary. Raises on fatal problems only.
+
+    ``warn_errors``: print a warning for each error record (check prints its own).
+    """
     summary = Summary()
     started = time.monotonic()
     found = WalkProgress()
     writer = _Writer(sink)
     writer.start()
-    stream = iter_batches(roots, options, found)
+    stream = iter_batches(sources, options, found)
     try:
         for records in stream:
             nbytes = 0
@@ -283,7 +297,7 @@ def run(roots: Iterable[str], options: ScanOptions, sink: Sink, progress: Progre
                 summary.add(record)
                 if record.error is None:
                     nbytes += record.size or 0
-                else:
+                elif warn_errors:
                     progress.warn(f"{record.path}: {record.error}")
             progress.update(len(records), nbytes, found)
             writer.put(records)
