@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from collections.abc import Callable
 from enum import Enum
 from typing import Annotated, Optional
 
@@ -201,6 +202,57 @@ def scan(
     raise typer.Exit(int(code))
 
 
+class Outputs:
+    """Atomic output files a command opened: committed together on success, else dropped."""
+
+    def __init__(self) -> None:
+        self.pending: list = []
+
+    def open(self, path: str):
+        from parhash.output import AtomicOutput
+
+        target = AtomicOutput(path)
+        self.pending.append(target)
+        return target
+
+    def commit(self) -> None:
+        while self.pending:
+            self.pending.pop(0).commit()
+
+    def abort(self) -> None:
+        while self.pending:
+            self.pending.pop().abort()
+
+
+def guarded(body: Callable[[Outputs], ExitCode], where: str = "stdout") -> ExitCode:
+    """Run a command body and turn every way it can end into one exit code.
+
+    The one place that maps interrupts, a closed pipe and fatal errors to exit codes, and
+    that drops unfinished output files, for every command.
+    """
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    outputs = Outputs()
+    try:
+        code = body(outputs)
+        outputs.commit()
+        return code
+    except KeyboardInterrupt:
+        code = ExitCode.INTERRUPTED
+    except Interrupted as exc:
+        code = exc.code
+    except BrokenPipeError:
+        _silence_stdout()
+        code = ExitCode.BROKEN_PIPE
+    except FatalError as exc:
+        err(f"parhash: error: {sanitize(str(exc))}")
+        code = ExitCode.FATAL
+    except OSError as exc:  # writing the output failed (disk full, I/O error)
+        err(f"parhash: error: cannot write {sanitize(where)}: {exc.strerror or exc}")
+        code = ExitCode.FATAL
+    outputs.abort()
+    return code
+
+
 def run_scan(
     paths: list[str],
     options,
@@ -214,18 +266,14 @@ def run_scan(
     progress: bool | None,
     quiet: bool,
 ) -> ExitCode:
-    """Run a scan end to end and turn every way it can end into one exit code."""
-    from parhash.output import AtomicOutput
+    """Run a scan end to end; see ``guarded`` for how it can end."""
     from parhash.pipeline import check_roots, run, scan_sources
-    from parhash.progress import human_bytes, make_progress
+    from parhash.progress import make_progress
     from parhash.report import make_reporter
 
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    target: AtomicOutput | None = None
-    try:
+    def body(outputs: Outputs) -> ExitCode:
         roots = check_roots(paths)
-        target = AtomicOutput(output) if output else None
-        stream = target.stream if target else sys.stdout.buffer
+        stream = outputs.open(output).stream if output else sys.stdout.buffer
         reporter = make_reporter(
             fmt,
             stream,
@@ -243,37 +291,23 @@ def run_scan(
         reporter.begin(roots)
         sources = scan_sources(roots, options.walk)
         summary = run(sources, options, reporter, make_progress(progress, quiet))
-        if target is not None:
-            target.commit()
-            target = None
-    except KeyboardInterrupt:
-        return _abort(target, ExitCode.INTERRUPTED)
-    except Interrupted as exc:
-        return _abort(target, exc.code)
-    except BrokenPipeError:
-        _silence_stdout()
-        return _abort(target, ExitCode.BROKEN_PIPE)
-    except FatalError as exc:
-        err(f"parhash: error: {sanitize(str(exc))}")
-        return _abort(target, ExitCode.FATAL)
-    except OSError as exc:  # writing the output failed (disk full, I/O error)
-        where = output or "stdout"
-        err(f"parhash: error: cannot write {sanitize(where)}: {exc.strerror or exc}")
-        return _abort(target, ExitCode.FATAL)
-    if not quiet:
-        rate = summary.bytes / summary.elapsed if summary.elapsed > 0 else 0.0
-        err(
-            f"parhash: hashed {summary.files - summary.errors:,} files, "
-            f"{human_bytes(summary.bytes)} in {summary.elapsed:.2f} s "
-            f"({human_bytes(rate)}/s), {summary.errors:,} errors"
-        )
-    return ExitCode.FILE_ERRORS if summary.errors else ExitCode.OK
+        if not quiet:
+            print_summary(summary)
+        return ExitCode.FILE_ERRORS if summary.errors else ExitCode.OK
+
+    return guarded(body, where=output or "stdout")
 
 
-def _abort(target, code: ExitCode) -> ExitCode:
-    if target is not None:
-        target.abort()
-    return code
+def print_summary(summary) -> None:
+    """The one human line at the end of a scan, on stderr."""
+    from parhash.progress import human_bytes
+
+    rate = summary.bytes / summary.elapsed if summary.elapsed > 0 else 0.0
+    err(
+        f"parhash: hashed {summary.files - summary.errors:,} files, "
+        f"{human_bytes(summary.bytes)} in {summary.elapsed:.2f} s "
+        f"({human_bytes(rate)}/s), {summary.errors:,} errors"
+    )
 
 
 def _silence_stdout() -> None:
@@ -290,3 +324,91 @@ def _silence_stdout() -> None:
 def main() -> None:
     """Console-script entry point."""
     app()
+
+
+CHECK_EPILOG = (
+    "Examples:\n\n"
+    "  parhash scan -a sha256 photos > photos.sha256 && parhash check photos.sha256\n\n"
+    "  sha256sum -- *.iso > SHA256SUMS && parhash check --quiet SHA256SUMS\n\n"
+    "  b3sum big/* | parhash check -a blake3 -\n\n"
+    "The algorithm of a line comes from its BSD tag ('SHA256 (file) = ...'), else -a, else "
+    "the checksum file's name (SHA256SUMS, x.md5, x.b3), else the digest length when only "
+    "one algorithm has it; an ambiguous length is an error. "
+    "Exit status: 0 every listed file matched; 1 a file failed, could not be read, or "
+    "(--strict) a line was malformed; 2 fatal (unreadable checksum file, ambiguous algorithm)."
+)
+
+
+@app.command(epilog=CHECK_EPILOG)
+def check(
+    sums_files: Annotated[
+        Optional[list[str]],
+        typer.Argument(
+            help="Checksum files ('-' for stdin; default: stdin).",
+            metavar="SUMSFILE",
+            show_default=False,
+        ),
+    ] = None,
+    algo: Annotated[
+        Optional[str],
+        typer.Option(
+            "--algo", "-a", metavar="NAME", help="Algorithm of untagged lines.", callback=None
+        ),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="Don't print OK for each file.")] = False,
+    status: Annotated[
+        bool, typer.Option("--status", help="Print nothing; the exit status says it all.")
+    ] = False,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Exit 1 for improperly formatted lines.")
+    ] = False,
+    warn: Annotated[
+        bool, typer.Option("--warn", "-w", help="Warn about improperly formatted lines.")
+    ] = False,
+    ignore_missing: Annotated[
+        bool, typer.Option("--ignore-missing", help="Don't fail or report for missing files.")
+    ] = False,
+    zero: Annotated[
+        bool, typer.Option("--zero", "-z", help="Checksum records end with NUL.")
+    ] = False,
+    jobs: Annotated[
+        Optional[int],
+        typer.Option("--jobs", "-j", min=1, metavar="N", help="Worker processes."),
+    ] = None,
+    progress: Annotated[
+        Optional[bool],
+        typer.Option("--progress/--no-progress", help="Progress bar on stderr."),
+    ] = None,
+) -> None:
+    """Verify files against checksum files (sha256sum -c, b3sum --check, xxhsum -c)."""
+    from parhash.check import CheckOptions
+
+    options = CheckOptions(
+        algo=_check_algo(algo) if algo else None,
+        quiet=quiet,
+        status=status,
+        strict=strict,
+        warn=warn,
+        ignore_missing=ignore_missing,
+        zero=zero,
+    )
+    raise typer.Exit(int(run_check(sums_files or ["-"], options, jobs=jobs, progress=progress)))
+
+
+def run_check(names: list[str], options, *, jobs: int | None, progress: bool | None) -> ExitCode:
+    """Verify checksum files through the scan pipeline; see ``guarded`` for how it ends."""
+    from parhash.check import CheckReport, CheckSink, check_sources
+    from parhash.pipeline import ScanOptions, run
+    from parhash.progress import make_progress
+
+    def body(outputs: Outputs) -> ExitCode:
+        report = CheckReport(options)
+        sources = check_sources(names, report)
+        bar = make_progress(progress, quiet=False)
+        sink = CheckSink(sys.stdout.buffer, report, bar.warn)
+        run(sources, ScanOptions(jobs=jobs), sink, bar, warn_errors=False)
+        for message in report.final_messages():
+            err(f"parhash: {message}")
+        return report.return_code
+
+    return guarded(body)

@@ -8,6 +8,8 @@ Only these two characters are escaped: coreutils 9.1 (Debian 12) does not unesca
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 
 def escape_name(name: str) -> tuple[str, bool]:
     """Return the name as it goes on a line, and whether the line needs the ``\\`` marker."""
@@ -25,3 +27,117 @@ def format_line(digest: str, name: str, *, tag: str | None = None, zero: bool = 
     if tag is not None:
         return f"{marker}{tag} ({name}) = {digest}{chr(0) if zero else chr(10)}"
     return f"{marker}{digest}  {name}{chr(0) if zero else chr(10)}"
+
+
+@dataclass(frozen=True, slots=True)
+class ChecksumLine:
+    """One parsed checksum line: the digest, the file name, and the algorithm if tagged."""
+
+    digest: str  #: lowercase hex
+    name: str  #: unescaped file name (surrogateescape str)
+    tag_algo: str | None  #: algorithm named by a BSD tag or an ``XXH3_`` prefix, else None
+
+
+class BadLine(ValueError):
+    """A line that is not a checksum line; the message says why."""
+
+
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+#: BSD tags (and xxhsum's ``XXH3_`` GNU-style prefixes) -> parhash algorithm names.
+TAGS = {
+    "xxh3": "xxh3",
+    "xxh3_64": "xxh3",
+    "xxh128": "xxh128",
+    "xxh64": "xxh64",
+    "xxh32": "xxh32",
+    "md5": "md5",
+    "sha1": "sha1",
+    "sha224": "sha224",
+    "sha256": "sha256",
+    "sha384": "sha384",
+    "sha512": "sha512",
+    "blake2b": "blake2b",
+    "blake2s": "blake2s",
+    "sha3-256": "sha3-256",
+    "blake3": "blake3",
+}
+
+
+def unescape_name(name: str) -> str:
+    """Undo ``escape_name`` (and b3sum's ``\\r``); any other escape is an error, never a guess."""
+    out = []
+    i = 0
+    while i < len(name):
+        ch = name[i]
+        if ch != "\\":
+            out.append(ch)
+            i += 1
+            continue
+        nxt = name[i + 1 : i + 2]
+        if nxt == "\\":
+            out.append("\\")
+        elif nxt == "n":
+            out.append("\n")
+        elif nxt == "r":
+            out.append("\r")
+        else:
+            raise BadLine("invalid backslash escape in file name")
+        i += 2
+    return "".join(out)
+
+
+def _is_hex(text: str) -> bool:
+    return bool(text) and all(c in _HEX for c in text)
+
+
+def parse_line(line: str) -> ChecksumLine:
+    """Parse a GNU (``hex  name``, ``hex *name``), BSD tag (``ALGO (name) = hex``) or xxhsum
+    (``XXH3_hex  name``) line, with or without the leading ``\\`` escape marker.
+
+    GNU lines split at the first two-character separator, because a name may contain two
+    spaces; tagged lines split at the last ``) = ``, because a name may contain that too.
+    """
+    escaped = line.startswith("\\")
+    if escaped:
+        line = line[1:]
+    parsed = _parse_tagged(line) or _parse_gnu(line)
+    if parsed is None:
+        raise BadLine("improperly formatted checksum line")
+    digest, name, tag = parsed
+    if not name:
+        raise BadLine("empty file name")
+    if escaped:
+        name = unescape_name(name)
+    if "\0" in name:
+        raise BadLine("NUL in file name")
+    return ChecksumLine(digest.lower(), name, tag)
+
+
+def _parse_tagged(line: str) -> tuple[str, str, str | None] | None:
+    open_paren = line.find(" (")
+    if open_paren <= 0 or not line.endswith(tuple(_HEX)):
+        return None
+    head, sep, digest = line.rpartition(") = ")
+    if not sep or not _is_hex(digest):
+        return None
+    tag = line[:open_paren].lower()
+    if tag not in TAGS:
+        if tag.replace("-", "").isalnum() and " " not in tag:
+            raise BadLine(f"unsupported algorithm {line[:open_paren]!r}")
+        return None
+    return digest, head[open_paren + 2 :], TAGS[tag]
+
+
+def _parse_gnu(line: str) -> tuple[str, str, str | None] | None:
+    space = line.find(" ")
+    if space <= 0 or line[space + 1 : space + 2] not in (" ", "*"):
+        return None
+    digest, name = line[:space], line[space + 2 :]
+    tag = None
+    prefix, underscore, rest = digest.partition("_")
+    if underscore and prefix.lower() in TAGS:
+        tag, digest = TAGS[prefix.lower()], rest
+    if not _is_hex(digest):
+        return None
+    return digest, name, tag
