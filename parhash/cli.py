@@ -322,8 +322,21 @@ def _silence_stdout() -> None:
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point.
+
+    A bug must not greet the user with a traceback either: one line and exit 70
+    (EX_SOFTWARE); ``PARHASH_DEBUG=1`` shows the traceback for a bug report.
+    """
+    try:
+        app()
+    except Exception as exc:
+        if os.environ.get("PARHASH_DEBUG"):
+            raise
+        err(
+            f"parhash: internal error: {type(exc).__name__}: {sanitize(str(exc))} "
+            "(run with PARHASH_DEBUG=1 for details and please report it)"
+        )
+        sys.exit(ExitCode.INTERNAL)
 
 
 CHECK_EPILOG = (
@@ -410,5 +423,186 @@ def run_check(names: list[str], options, *, jobs: int | None, progress: bool | N
         for message in report.final_messages():
             err(f"parhash: {message}")
         return report.return_code
+
+    return guarded(body)
+
+
+class AuditFormat(str, Enum):
+    human = "human"
+    jsonl = "jsonl"
+    json = "json"
+
+
+AUDIT_EPILOG = (
+    "Examples:\n\n"
+    "  parhash scan /srv/data -a sha256 -f jsonl -o /var/lib/parhash/data.jsonl\n\n"
+    "  parhash audit /var/lib/parhash/data.jsonl          # what changed since?\n\n"
+    "  parhash audit data.jsonl --fail-on corrupted,removed --update\n\n"
+    "Classes: added, removed, modified, corrupted (content changed but size and mtime did "
+    "not), moved, unreadable, unchanged. "
+    "Exit status: 0 no change in a --fail-on class; 1 changes in a --fail-on class; "
+    "2 fatal (bad manifest, missing root); 130/143 interrupted."
+)
+
+
+def _color_enabled(choice: str) -> bool:
+    if choice == "always":
+        return True
+    if choice == "never" or os.environ.get("NO_COLOR"):
+        return False
+    return sys.stdout.isatty()
+
+
+@app.command(epilog=AUDIT_EPILOG)
+def audit(
+    manifest: Annotated[
+        str, typer.Argument(help="A parhash jsonl/json/csv manifest or a sums file.")
+    ],
+    root: Annotated[
+        Optional[str],
+        typer.Argument(help="Tree to audit (default: the root recorded in the manifest)."),
+    ] = None,
+    fmt: Annotated[
+        AuditFormat,
+        typer.Option("--format", "-f", metavar="FMT", help="human, jsonl or json."),
+    ] = AuditFormat.human,
+    fail_on: Annotated[
+        str,
+        typer.Option(
+            "--fail-on",
+            metavar="CLASSES",
+            help="Comma-separated classes that make the exit status 1, or 'none'.",
+        ),
+    ] = ",".join(c for c in ("added", "removed", "modified", "corrupted", "moved", "unreadable")),
+    update: Annotated[
+        bool,
+        typer.Option("--update", help="Then rewrite MANIFEST from this scan (atomically)."),
+    ] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Also list unchanged files.")
+    ] = False,
+    algo: Annotated[
+        Optional[str],
+        typer.Option("--algo", "-a", metavar="NAME", help="Algorithm of a sums manifest."),
+    ] = None,
+    follow_symlinks: Annotated[
+        bool, typer.Option("--follow-symlinks", "-L", help="Follow symbolic links.")
+    ] = False,
+    one_file_system: Annotated[
+        bool, typer.Option("--one-file-system", "-x", help="Do not cross file systems.")
+    ] = False,
+    exclude: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--exclude", "-e", metavar="GLOB", help="Neither added nor removed; repeatable."
+        ),
+    ] = None,
+    jobs: Annotated[
+        Optional[int],
+        typer.Option("--jobs", "-j", min=1, metavar="N", help="Worker processes."),
+    ] = None,
+    progress: Annotated[
+        Optional[bool],
+        typer.Option("--progress/--no-progress", help="Progress bar on stderr."),
+    ] = None,
+    color: Annotated[
+        str, typer.Option("--color", metavar="WHEN", help="auto, always or never.")
+    ] = "auto",
+) -> None:
+    """Compare a tree with a saved manifest and report exactly what changed."""
+    from parhash.audit import CLASSES
+    from parhash.walk import WalkOptions
+
+    classes = [c.strip() for c in fail_on.split(",") if c.strip() and c.strip() != "none"]
+    unknown = [c for c in classes if c not in CLASSES]
+    if unknown:
+        raise typer.BadParameter(
+            f"unknown class {unknown[0]!r}; choose from: {', '.join(CLASSES)}",
+            param_hint="--fail-on",
+        )
+    if color not in ("auto", "always", "never"):
+        raise typer.BadParameter("choose auto, always or never", param_hint="--color")
+    walk = WalkOptions(
+        follow_symlinks=follow_symlinks,
+        one_file_system=one_file_system,
+        exclude=tuple(exclude or ()),
+    )
+    code = run_audit(
+        manifest,
+        root,
+        walk,
+        fmt=fmt.value,
+        fail_on=tuple(classes),
+        update=update,
+        verbose=verbose,
+        algo=_check_algo(algo) if algo else None,
+        jobs=jobs,
+        progress=progress,
+        color=_color_enabled(color),
+    )
+    raise typer.Exit(int(code))
+
+
+def run_audit(
+    manifest: str,
+    root: str | None,
+    walk,
+    *,
+    fmt: str,
+    fail_on: tuple[str, ...],
+    update: bool,
+    verbose: bool,
+    algo: str | None,
+    jobs: int | None,
+    progress: bool | None,
+    color: bool,
+) -> ExitCode:
+    """Load the manifest, scan the tree through the pipeline, diff, report, maybe update."""
+    from parhash.audit import AuditSink, AuditStore
+    from parhash.audit_report import render_human, render_json, render_jsonl
+    from parhash.manifest import iter_entries, read_info
+    from parhash.pipeline import ScanOptions, check_roots, run, scan_sources
+    from parhash.progress import make_progress
+    from parhash.report import make_reporter
+    from parhash.walk import ExcludeMatcher
+
+    def body(outputs: Outputs) -> ExitCode:
+        info = read_info(manifest, algo)
+        if root is not None and len(info.roots) > 1:
+            raise FatalError(f"{manifest} has {len(info.roots)} roots; ROOT can replace only one")
+        roots = check_roots([root] if root is not None else info.roots)
+        excludes = ExcludeMatcher(walk.exclude)
+        store = AuditStore(full_paths=len(roots) > 1)
+        try:
+            store.load_manifest(iter_entries(info), lambda key: not excludes.excluded_path(key))
+            also = None
+            if update:
+                target = outputs.open(manifest)
+                also = make_reporter(info.format, target.stream, info.algo)
+                also.begin(roots)
+            options = ScanOptions(algo=info.algo, jobs=jobs, walk=walk)
+            sink = AuditSink(store, also)
+            run(scan_sources(roots, walk), options, sink, make_progress(progress, quiet=False))
+            store.diff()
+            counts = store.counts()
+            out = sys.stdout.buffer
+            if fmt == "human":
+                taken = f", taken {info.started}" if info.started else ""
+                title = (
+                    f"parhash audit of {', '.join(roots)} against {manifest} ({info.algo}{taken})"
+                )
+                render_human(
+                    store, counts, out, title=sanitize(title), color=color, verbose=verbose
+                )
+            elif fmt == "jsonl":
+                render_jsonl(store, out, verbose=verbose)
+            else:
+                header = {"manifest": manifest, "algo": info.algo, "roots": roots}
+                render_json(store, counts, out, header=header, verbose=verbose)
+            out.flush()
+        finally:
+            store.close()
+        failed = any(counts[c] for c in fail_on)
+        return ExitCode.FILE_ERRORS if failed else ExitCode.OK
 
     return guarded(body)

@@ -47,6 +47,13 @@ class ExcludeMatcher:
     def __bool__(self) -> bool:
         return self._name is not None or self._path is not None
 
+    def excluded_path(self, rel: str) -> bool:
+        """Whether the walker would never reach ``rel`` (it or a parent directory matches)."""
+        if not self:
+            return False
+        parts = rel.split(os.sep)
+        return any(self.excluded(parts[i], os.sep.join(parts[: i + 1])) for i in range(len(parts)))
+
     def excluded(self, name: str, rel: str) -> bool:
         if self._name is not None and self._name.match(name):
             return True

@@ -1,0 +1,309 @@
+"""Reading manifests back: any parhash output with sizes (jsonl, json, csv) or a sums file.
+
+Entries are streamed, never collected, so an audit of a million-entry manifest stays small.
+Every problem (a truncated file, a bad line, a newer layout) is a ``ManifestError`` that
+names the file and the line, never a traceback and never a silently partial audit.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from parhash.exit_codes import FatalError
+from parhash.hashing import get_algorithm
+from parhash.report import FIELDS, MANIFEST_VERSION
+from parhash.sums import BadLine, ChecksumLine, parse_line
+from parhash.walk import child_prefix
+
+
+class ManifestError(FatalError):
+    """The manifest cannot be trusted; the message says where and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestEntry:
+    """One file as the manifest recorded it."""
+
+    path: str
+    root: str
+    size: int | None
+    mtime_ns: int | None
+    digest: str | None
+    error: str | None
+
+
+@dataclass
+class ManifestInfo:
+    """What the manifest says about itself: format, algorithm, roots, when it was taken."""
+
+    path: str
+    format: str
+    algo: str
+    roots: list[str] = field(default_factory=list)
+    started: str | None = None
+
+
+def detect_format(path: str) -> str:
+    """jsonl, json, csv or sums, from the first bytes (not the file name)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except OSError as exc:
+        raise ManifestError(f"{path}: {exc.strerror or exc}") from None
+    stripped = head.lstrip()
+    if stripped.startswith(b'{"header"'):
+        return "json"
+    if stripped.startswith(b"{"):
+        return "jsonl"
+    if head.startswith(",".join(FIELDS).encode()):
+        return "csv"
+    return "sums"
+
+
+def read_info(path: str, algo_override: str | None = None) -> ManifestInfo:
+    """Read just enough to know the algorithm and roots (header, or first record)."""
+    fmt = detect_format(path)
+    if fmt == "json":
+        header = _json_header(path)
+        return ManifestInfo(path, fmt, header["algo"], header["roots"], header.get("started"))
+    if fmt == "sums":
+        return _sums_info(path, algo_override)
+    algos: set[str] = set()
+    roots: list[str] = []
+    for entry, algo in _records(path, fmt, with_algo=True):
+        algos.add(algo)
+        if entry.root not in roots:
+            roots.append(entry.root)
+    if len(algos) > 1:
+        raise ManifestError(f"{path}: records use several algorithms: {', '.join(sorted(algos))}")
+    if not algos:
+        raise ManifestError(f"{path}: no records: an empty manifest cannot be audited against")
+    return ManifestInfo(path, fmt, algos.pop(), roots)
+
+
+def iter_entries(info: ManifestInfo) -> Iterator[ManifestEntry]:
+    """Stream the manifest's entries (validated line by line)."""
+    if info.format == "sums":
+        yield from _sums_entries(info)
+        return
+    for entry, _ in _records(info.path, info.format, with_algo=False):
+        yield entry
+
+
+def _records(path: str, fmt: str, with_algo: bool) -> Iterator[tuple[ManifestEntry, str]]:
+    if fmt == "jsonl":
+        yield from _jsonl_records(path)
+    elif fmt == "json":
+        yield from _json_records(path)
+    else:
+        yield from _csv_records(path)
+
+
+def _entry_from_object(obj: object, where: str) -> tuple[ManifestEntry, str]:
+    if not isinstance(obj, dict):
+        raise ManifestError(f"{where}: a record must be a JSON object")
+    version = obj.get("manifest_version", MANIFEST_VERSION)
+    if isinstance(version, int) and version > MANIFEST_VERSION:
+        raise ManifestError(
+            f"{where}: manifest version {version} is newer than this parhash reads "
+            f"({MANIFEST_VERSION}); upgrade parhash"
+        )
+    try:
+        return _entry(
+            obj["path"], obj["root"], obj["size"], obj["mtime"], obj["hash"], obj["error"], where
+        ), obj["algo"]
+    except KeyError as exc:
+        raise ManifestError(f"{where}: record has no {exc.args[0]!r} key") from None
+
+
+def _entry(path, root, size, mtime, digest, error, where: str) -> ManifestEntry:
+    if not isinstance(path, str) or not isinstance(root, str):
+        raise ManifestError(f"{where}: path and root must be strings")
+    if size is not None and not isinstance(size, int):
+        raise ManifestError(f"{where}: size must be an integer")
+    if mtime is not None and not isinstance(mtime, int):
+        raise ManifestError(f"{where}: mtime must be an integer (nanoseconds)")
+    if digest is None and error is None:
+        raise ManifestError(f"{where}: record has neither a hash nor an error")
+    return ManifestEntry(path, root, size, mtime, digest, error)
+
+
+def _jsonl_records(path: str) -> Iterator[tuple[ManifestEntry, str]]:
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, 1):
+            where = f"{path}:{number}"
+            if not raw.endswith(b"\n"):
+                raise ManifestError(f"{where}: last line is incomplete (truncated manifest?)")
+            if not raw.strip():
+                continue
+            try:
+                obj = json.loads(raw)
+            except ValueError as exc:
+                raise ManifestError(f"{where}: not valid JSON ({exc.msg})") from None
+            yield _entry_from_object(obj, where)
+
+
+def _json_header(path: str) -> dict:
+    with open(path, "rb") as f:
+        first = f.readline()
+    text = first.strip()
+    if not text.startswith(b'{"header": ') or not text.endswith(b","):
+        raise ManifestError(f"{path}:1: not a parhash JSON manifest header")
+    try:
+        header = json.loads(text[len(b'{"header": ') : -1])
+    except ValueError as exc:
+        raise ManifestError(f"{path}:1: bad header ({exc.msg})") from None
+    version = header.get("manifest_version")
+    if not isinstance(version, int):
+        raise ManifestError(f"{path}:1: header has no manifest_version")
+    if version > MANIFEST_VERSION:
+        raise ManifestError(
+            f"{path}:1: manifest version {version} is newer than this parhash reads "
+            f"({MANIFEST_VERSION}); upgrade parhash"
+        )
+    return header
+
+
+def _json_records(path: str) -> Iterator[tuple[ManifestEntry, str]]:
+    """parhash's JSON layout has one record per line between the header and the summary, so
+    it streams like jsonl; the summary's count proves the document is complete."""
+    _json_header(path)
+    count = 0
+    with open(path, "rb") as f:
+        f.readline()
+        if f.readline().strip() != b'"files": [':
+            raise ManifestError(f"{path}:2: expected the files array")
+        number = 2
+        for raw in f:
+            number += 1
+            where = f"{path}:{number}"
+            text = raw.strip()
+            if text == b"],":
+                summary = f.readline().strip()
+                try:
+                    tail = json.loads(summary[len(b'"summary": ') : -1])
+                except ValueError:
+                    raise ManifestError(f"{path}:{number + 1}: bad or missing summary") from None
+                if tail.get("files") != count:
+                    raise ManifestError(
+                        f"{path}: summary counts {tail.get('files')} files but {count} are listed"
+                    )
+                return
+            if text.endswith(b","):
+                text = text[:-1]
+            try:
+                obj = json.loads(text)
+            except ValueError as exc:
+                raise ManifestError(f"{where}: not valid JSON ({exc.msg})") from None
+            count += 1
+            yield _entry_from_object(obj, where)
+    raise ManifestError(f"{path}: ends before the summary (truncated manifest?)")
+
+
+def _int_or_none(text: str, what: str, where: str) -> int | None:
+    if text == "":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise ManifestError(f"{where}: {what} is not an integer: {text!r}") from None
+
+
+def _csv_records(path: str) -> Iterator[tuple[ManifestEntry, str]]:
+    if not _ends_with_newline(path):
+        raise ManifestError(f"{path}: last line is incomplete (truncated manifest?)")
+    with open(path, newline="", encoding="utf-8", errors="surrogateescape") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if header is None or tuple(header[: len(FIELDS)]) != FIELDS:
+            raise ManifestError(f"{path}:1: header must start with {','.join(FIELDS)}")
+        for row in reader:
+            where = f"{path}:{reader.line_num}"
+            if len(row) < len(FIELDS):
+                raise ManifestError(f"{where}: expected {len(FIELDS)} columns, got {len(row)}")
+            path_, size, mtime, algo, digest, error, root = row[: len(FIELDS)]
+            entry = _entry(
+                path_,
+                root,
+                _int_or_none(size, "size", where),
+                _int_or_none(mtime, "mtime", where),
+                digest or None,
+                error or None,
+                where,
+            )
+            yield entry, algo
+
+
+def _ends_with_newline(path: str) -> bool:
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        if f.tell() == 0:
+            return True
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) == b"\n"
+
+
+def _sums_lines(path: str) -> Iterator[tuple[str, ChecksumLine]]:
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, 1):
+            where = f"{path}:{number}"
+            if not raw.endswith(b"\n"):
+                raise ManifestError(f"{where}: last line is incomplete (truncated manifest?)")
+            text = raw[:-1].decode("utf-8", "surrogateescape")
+            if not text or text.startswith("#"):
+                continue
+            try:
+                yield where, parse_line(text)
+            except BadLine as exc:
+                raise ManifestError(f"{where}: {exc}") from None
+
+
+def _sums_info(path: str, algo_override: str | None) -> ManifestInfo:
+    """A sums file records no root: the common directory of its paths stands in for it."""
+    from parhash.check import algorithm_for_length
+
+    algo = algo_override
+    common: str | None = None
+    for where, line in _sums_lines(path):
+        line_algo = line.tag_algo or algo or algorithm_for_length(len(line.digest), path)
+        if algo is None:
+            algo = line_algo
+        elif line_algo != algo:
+            raise ManifestError(f"{where}: mixes {line_algo} into a {algo} manifest")
+        common = _common_dir(common, os.path.dirname(line.name))
+    if algo is None:
+        raise ManifestError(f"{path}: no checksum lines: an empty manifest cannot be audited")
+    get_algorithm(algo)
+    return ManifestInfo(path, "sums", algo, [common or "."])
+
+
+def _common_dir(common: str | None, parent: str) -> str:
+    if common is None:
+        return parent
+    if not common or not parent:
+        return ""
+    try:
+        return os.path.commonpath([common, parent])
+    except ValueError:  # one absolute, one relative
+        return ""
+
+
+def _sums_entries(info: ManifestInfo) -> Iterator[ManifestEntry]:
+    root = info.roots[0]
+    for _, line in _sums_lines(info.path):
+        yield ManifestEntry(line.name, root, None, None, line.digest, None)
+
+
+def relative_key(path: str, root: str) -> str:
+    """The key an audit compares on: the path relative to its root (or the path itself if it
+    was recorded relative already), normalised so ``./a`` and ``a`` are the same file."""
+    prefix = child_prefix(root)
+    if root not in (".", "") and path.startswith(prefix):
+        path = path[len(prefix) :]
+    elif path == root:
+        path = os.path.basename(path)
+    return os.path.normpath(path)
