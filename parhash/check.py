@@ -9,7 +9,6 @@ stdout, counts of problems as ``WARNING:`` lines on stderr, exit 1 when anything
 from __future__ import annotations
 
 import itertools
-import os
 import sys
 import threading
 from collections.abc import Iterator
@@ -17,31 +16,17 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from parhash.exit_codes import ExitCode, FatalError
-from parhash.hashing import ALGORITHMS, get_algorithm
+from parhash.hashing import get_algorithm
 from parhash.model import Expected, FileRecord, Summary
 from parhash.output import err, sanitize
 from parhash.pipeline import Source
-from parhash.sums import BadLine, ChecksumLine, escape_name, parse_line
-
-#: Substrings of a checksum file's name that say which algorithm wrote it (SHA256SUMS,
-#: photos.md5, tree.b3). Longest first, so "sha256" is not taken for "sha2...".
-NAME_HINTS = (
-    ("sha3-256", "sha3-256"),
-    ("sha512", "sha512"),
-    ("sha384", "sha384"),
-    ("sha256", "sha256"),
-    ("sha224", "sha224"),
-    ("sha1", "sha1"),
-    ("md5", "md5"),
-    ("blake3", "blake3"),
-    ("b3", "blake3"),
-    ("blake2b", "blake2b"),
-    ("b2", "blake2b"),
-    ("blake2s", "blake2s"),
-    ("xxh128", "xxh128"),
-    ("xxh64", "xxh64"),
-    ("xxh32", "xxh32"),
-    ("xxh3", "xxh3"),
+from parhash.sums import (
+    BadLine,
+    ChecksumLine,
+    algorithm_for_length,
+    algorithm_from_name,
+    escape_name,
+    parse_line,
 )
 
 MISSING = "No such file or directory"
@@ -161,10 +146,9 @@ def default_algorithm(
     """
     if options.algo:
         return options.algo, lines
-    base = os.path.basename(name).lower()
-    for hint, algo in NAME_HINTS:
-        if hint in base:
-            return algo, lines
+    hinted = algorithm_from_name(name)
+    if hinted is not None:
+        return hinted, lines
     ahead: list[tuple[int, str]] = []
     found: str | None = None
     for number, text in lines:
@@ -176,18 +160,6 @@ def default_algorithm(
         if len(ahead) >= LOOKAHEAD_LINES:
             break
     return found, itertools.chain(ahead, lines)
-
-
-def algorithm_for_length(length: int, name: str) -> str:
-    candidates = [a.name for a in ALGORITHMS.values() if a.hex_length == length]
-    if len(candidates) == 1:
-        return candidates[0]
-    if not candidates:
-        raise FatalError(f"{name}: no supported algorithm has {length}-digit digests")
-    raise FatalError(
-        f"{name}: {length}-digit digests could be {', '.join(candidates)}: "
-        "name the algorithm with -a"
-    )
 
 
 def _try_parse(text: str) -> ChecksumLine | None:

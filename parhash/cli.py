@@ -456,11 +456,18 @@ def _color_enabled(choice: str) -> bool:
 @app.command(epilog=AUDIT_EPILOG)
 def audit(
     manifest: Annotated[
-        str, typer.Argument(help="A parhash jsonl/json/csv manifest or a sums file.")
+        str,
+        typer.Argument(
+            help="A parhash jsonl/json/csv manifest or a sums file.", metavar="MANIFEST"
+        ),
     ],
     root: Annotated[
         Optional[str],
-        typer.Argument(help="Tree to audit (default: the root recorded in the manifest)."),
+        typer.Argument(
+            help="Tree to audit (default: the root recorded in the manifest).",
+            metavar="ROOT",
+            show_default=False,
+        ),
     ] = None,
     fmt: Annotated[
         AuditFormat,

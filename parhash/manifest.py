@@ -16,7 +16,13 @@ from dataclasses import dataclass, field
 from parhash.exit_codes import FatalError
 from parhash.hashing import get_algorithm
 from parhash.report import FIELDS, MANIFEST_VERSION
-from parhash.sums import BadLine, ChecksumLine, parse_line
+from parhash.sums import (
+    BadLine,
+    ChecksumLine,
+    algorithm_for_length,
+    algorithm_from_name,
+    parse_line,
+)
 from parhash.walk import child_prefix
 
 
@@ -264,9 +270,7 @@ def _sums_lines(path: str) -> Iterator[tuple[str, ChecksumLine]]:
 
 def _sums_info(path: str, algo_override: str | None) -> ManifestInfo:
     """A sums file records no root: the common directory of its paths stands in for it."""
-    from parhash.check import algorithm_for_length
-
-    algo = algo_override
+    algo = algo_override or algorithm_from_name(path)
     common: str | None = None
     for where, line in _sums_lines(path):
         line_algo = line.tag_algo or algo or algorithm_for_length(len(line.digest), path)

@@ -8,7 +8,11 @@ Only these two characters are escaped: coreutils 9.1 (Debian 12) does not unesca
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+
+from parhash.exit_codes import FatalError
+from parhash.hashing import ALGORITHMS
 
 
 def escape_name(name: str) -> tuple[str, bool]:
@@ -36,6 +40,10 @@ class ChecksumLine:
     digest: str  #: lowercase hex
     name: str  #: unescaped file name (surrogateescape str)
     tag_algo: str | None  #: algorithm named by a BSD tag or an ``XXH3_`` prefix, else None
+
+
+class AmbiguousAlgorithm(FatalError):
+    """No algorithm, or several, could have written digests of this length."""
 
 
 class BadLine(ValueError):
@@ -141,3 +149,46 @@ def _parse_gnu(line: str) -> tuple[str, str, str | None] | None:
     if not _is_hex(digest):
         return None
     return digest, name, tag
+
+
+#: Substrings of a checksum file's name that say which algorithm wrote it (SHA256SUMS,
+#: photos.md5, tree.b3). Longest first, so "sha256" is not taken for "sha2...".
+NAME_HINTS = (
+    ("sha3-256", "sha3-256"),
+    ("sha512", "sha512"),
+    ("sha384", "sha384"),
+    ("sha256", "sha256"),
+    ("sha224", "sha224"),
+    ("sha1", "sha1"),
+    ("md5", "md5"),
+    ("blake3", "blake3"),
+    ("b3", "blake3"),
+    ("blake2b", "blake2b"),
+    ("b2", "blake2b"),
+    ("blake2s", "blake2s"),
+    ("xxh128", "xxh128"),
+    ("xxh64", "xxh64"),
+    ("xxh32", "xxh32"),
+    ("xxh3", "xxh3"),
+)
+
+
+def algorithm_from_name(name: str) -> str | None:
+    """The algorithm a checksum file's name announces (``SHA256SUMS``, ``x.md5``), if any."""
+    base = os.path.basename(name).lower()
+    for hint, algo in NAME_HINTS:
+        if hint in base:
+            return algo
+    return None
+
+
+def algorithm_for_length(length: int, name: str) -> str:
+    candidates = [a.name for a in ALGORITHMS.values() if a.hex_length == length]
+    if len(candidates) == 1:
+        return candidates[0]
+    if not candidates:
+        raise AmbiguousAlgorithm(f"{name}: no supported algorithm has {length}-digit digests")
+    raise AmbiguousAlgorithm(
+        f"{name}: {length}-digit digests could be {', '.join(candidates)}: "
+        "name the algorithm with -a"
+    )
