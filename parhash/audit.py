@@ -1,7 +1,7 @@
 """``parhash audit``: what changed in a tree since its manifest was taken.
 
 The manifest and the fresh scan each go into a table of an on-disk SQLite database in a
-temporary directory, keyed by the path relative to the root; the diff is a handful of
+temporary directory, keyed by the path relative to its root; the diff is a handful of
 indexed joins. Measured against the alternatives: two Python dicts of a million entries
 cost ~1 GB; a sorted merge needs both sides sorted, which a parallel scan is not. SQLite
 keeps memory at its page cache (``CACHE_KIB``) however large the manifest.
@@ -28,7 +28,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from parhash.manifest import ManifestEntry, relative_key
+from parhash.manifest import ManifestEntry, ManifestError, relative_key
 from parhash.model import FileRecord, Summary
 
 CLASSES = ("added", "removed", "modified", "corrupted", "moved", "unreadable", "unchanged")
@@ -65,13 +65,17 @@ class AuditEvent:
 
 
 class AuditStore:
-    """The two tables and the diff. Lives in a temporary directory removed on close."""
+    """The two tables and the diff. Lives in a temporary directory removed on close.
 
-    def __init__(self, full_paths: bool = False) -> None:
-        #: Several roots: keys are whole paths (relative keys of two roots could collide).
-        self.full_paths = full_paths
+    Rows are keyed by (root index, path relative to that root), so a tree audited at another
+    place (ROOT) matches, and two roots of one manifest never collide. Tables are filled
+    without an index and indexed once loaded: one sort instead of a B-tree insert per row.
+    """
+
+    def __init__(self) -> None:
         self.directory = tempfile.mkdtemp(prefix="parhash-audit-")
-        self.db = sqlite3.connect(os.path.join(self.directory, "audit.db"), check_same_thread=False)
+        path = os.path.join(self.directory, "audit.db")
+        self.db = sqlite3.connect(path, check_same_thread=False)
         for pragma in (
             "journal_mode=OFF",
             "synchronous=OFF",
@@ -81,38 +85,75 @@ class AuditStore:
             self.db.execute(f"PRAGMA {pragma}")
         for table in ("old", "new"):
             self.db.execute(
-                f"CREATE TABLE {table} (key TEXT PRIMARY KEY, path TEXT, size INTEGER, "
-                "mtime INTEGER, hash TEXT, error TEXT) WITHOUT ROWID"
+                f"CREATE TABLE {table} (ri INTEGER, key TEXT, path TEXT, size INTEGER, "
+                "mtime INTEGER, hash TEXT, error TEXT)"
             )
+        #: Roots in the manifest's order; a row's ``ri`` indexes this list.
+        self.roots: list[str] = []
+        self._root_index: dict[str, int] = {}
 
     def close(self) -> None:
         self.db.close()
         shutil.rmtree(self.directory, ignore_errors=True)
 
-    def key(self, path: str, root: str) -> str:
-        return os.path.normpath(path) if self.full_paths else relative_key(path, root)
+    def _ri(self, root: str) -> int:
+        index = self._root_index.get(root)
+        if index is None:
+            index = self._root_index[root] = len(self.roots)
+            self.roots.append(root)
+        return index
 
-    def load_manifest(self, entries: Iterable[ManifestEntry], keep) -> int:
-        """Insert the manifest's entries; ``keep(key)`` drops excluded paths. Returns count."""
+    def register_roots(self, roots: Iterable[str]) -> None:
+        """Roots a manifest header names, even those that held no file."""
+        for root in roots:
+            self._ri(root)
+
+    def load_manifest(self, entries: Iterable[ManifestEntry], keep, source: str) -> int:
+        """Insert the manifest's entries (``keep(key)`` drops excluded paths) and index them;
+        a path listed twice makes the manifest untrustworthy. Returns the count."""
         rows = (
-            (key, e.path, e.size, e.mtime_ns, e.digest, e.error)
+            (self._ri(e.root), key, e.path, e.size, e.mtime_ns, e.digest, e.error)
             for e in entries
-            if keep(key := self.key(e.path, e.root))
+            if keep(key := relative_key(e.path, e.root))
         )
-        return self._insert("old", rows)
+        count = self._insert("old", rows)
+        try:
+            self.db.execute("CREATE UNIQUE INDEX old_key ON old (ri, key)")
+        except sqlite3.IntegrityError:
+            (path,) = self.db.execute(
+                "SELECT min(path) FROM old GROUP BY ri, key HAVING count(*) > 1 LIMIT 1"
+            ).fetchone()
+            raise ManifestError(f"{source}: {path!r} is listed twice") from None
+        return count
+
+    def scan_roots(self, override: str | None) -> list[str]:
+        """The roots to scan, in manifest order; ROOT replaces the one manifest root."""
+        if override is None:
+            return list(self.roots)
+        self._root_index = {override: 0}
+        return [override]
 
     def add_scanned(self, records: list[FileRecord]) -> None:
         """Insert one batch of scan records (called on the writer thread)."""
+        index = self._root_index
         self._insert(
             "new",
             (
-                (self.key(r.path, r.root), r.path, r.size, r.mtime_ns, r.digest, r.error)
+                (
+                    index[r.root],
+                    relative_key(r.path, r.root),
+                    r.path,
+                    r.size,
+                    r.mtime_ns,
+                    r.digest,
+                    r.error,
+                )
                 for r in records
             ),
         )
 
     def _insert(self, table: str, rows: Iterable[tuple]) -> int:
-        sql = f"INSERT OR REPLACE INTO {table} VALUES (?, ?, ?, ?, ?, ?)"
+        sql = f"INSERT INTO {table} VALUES (?, ?, ?, ?, ?, ?, ?)"
         count = 0
         chunk: list[tuple] = []
         for row in rows:
@@ -127,81 +168,91 @@ class AuditStore:
         return count
 
     def diff(self) -> None:
-        """Pair moves (the one step that needs both sides complete), then index by class."""
+        """Index the scan, pair moves (the one step that needs both sides complete)."""
         self.db.executescript(_DIFF_SQL)
 
     def counts(self) -> dict[str, int]:
         return {kind: self.db.execute(_COUNT[kind]).fetchone()[0] for kind in CLASSES}
 
+    def display(self, ri: int, key: str) -> str:
+        """How a path is shown: relative to the root, or under it when there are several."""
+        return key if len(self.roots) <= 1 else os.path.join(self.roots[ri], key)
+
     def events(self, kind: str) -> Iterator[AuditEvent]:
         """Stream one class's events in path order."""
         for row in self.db.execute(_SELECT[kind]):
-            key, moved_from, op, os_, om, oh, oe, np, ns, nm, nh, ne = row
+            ri, key, mri, mkey, op, os_, om, oh, oe, np, ns, nm, nh, ne = row
             old = Side(op, os_, om, oh, oe) if op is not None else None
             new = Side(np, ns, nm, nh, ne) if np is not None else None
-            yield AuditEvent(kind, key, old, new, moved_from)
+            moved_from = self.display(mri, mkey) if mkey is not None else None
+            yield AuditEvent(kind, self.display(ri, key), old, new, moved_from)
 
 
 _DIFF_SQL = """
+CREATE INDEX new_key ON new (ri, key);
 CREATE TABLE gone AS
-    SELECT old.key, old.hash, old.size,
-           ROW_NUMBER() OVER (PARTITION BY old.hash, old.size ORDER BY old.key) AS rn
-    FROM old LEFT JOIN new USING (key)
+    SELECT old.ri, old.key, old.hash, old.size,
+           ROW_NUMBER() OVER (PARTITION BY old.hash, old.size ORDER BY old.ri, old.key) AS rn
+    FROM old LEFT JOIN new ON new.ri = old.ri AND new.key = old.key
     WHERE new.key IS NULL AND old.hash IS NOT NULL AND old.error IS NULL
       AND (old.size IS NULL OR old.size > 0);
 CREATE TABLE came AS
-    SELECT new.key, new.hash, new.size,
-           ROW_NUMBER() OVER (PARTITION BY new.hash, new.size ORDER BY new.key) AS rn
-    FROM new LEFT JOIN old USING (key)
+    SELECT new.ri, new.key, new.hash, new.size,
+           ROW_NUMBER() OVER (PARTITION BY new.hash, new.size ORDER BY new.ri, new.key) AS rn
+    FROM new LEFT JOIN old ON old.ri = new.ri AND old.key = new.key
     WHERE old.key IS NULL AND new.hash IS NOT NULL AND new.error IS NULL AND new.size > 0;
 CREATE TABLE moved AS
-    SELECT came.key AS new_key, gone.key AS old_key
+    SELECT came.ri AS new_ri, came.key AS new_key, gone.ri AS old_ri, gone.key AS old_key
     FROM gone JOIN came
       ON came.hash = gone.hash AND came.rn = gone.rn
      AND (gone.size IS NULL OR gone.size = came.size);
-CREATE UNIQUE INDEX moved_old ON moved (old_key);
-CREATE UNIQUE INDEX moved_new ON moved (new_key);
+CREATE UNIQUE INDEX moved_old ON moved (old_ri, old_key);
+CREATE UNIQUE INDEX moved_new ON moved (new_ri, new_key);
 """
 
 _OLD = "old.path, old.size, old.mtime, old.hash, old.error"
 _NEW = "new.path, new.size, new.mtime, new.hash, new.error"
 _NULLS = "NULL, NULL, NULL, NULL, NULL"
+_BOTH = "FROM old JOIN new ON new.ri = old.ri AND new.key = old.key"
+_OLD_ONLY = "FROM old LEFT JOIN new ON new.ri = old.ri AND new.key = old.key"
+_NEW_ONLY = "FROM new LEFT JOIN old ON old.ri = new.ri AND old.key = new.key"
 
 _WHERE = {
-    "unreadable": "FROM new LEFT JOIN old USING (key) WHERE new.error IS NOT NULL",
-    "unchanged": "FROM old JOIN new USING (key) WHERE new.error IS NULL AND old.hash = new.hash",
+    "unreadable": f"{_NEW_ONLY} WHERE new.error IS NOT NULL",
+    "unchanged": f"{_BOTH} WHERE new.error IS NULL AND old.hash = new.hash",
     "corrupted": (
-        "FROM old JOIN new USING (key) WHERE new.error IS NULL AND old.error IS NULL "
+        f"{_BOTH} WHERE new.error IS NULL AND old.error IS NULL "
         "AND old.hash != new.hash AND old.size = new.size AND old.mtime = new.mtime"
     ),
     "modified": (
-        "FROM old JOIN new USING (key) WHERE new.error IS NULL AND (old.error IS NOT NULL "
+        f"{_BOTH} WHERE new.error IS NULL AND (old.error IS NOT NULL "
         "OR (old.hash != new.hash AND NOT (old.size IS new.size AND old.mtime IS new.mtime)))"
     ),
     "removed": (
-        "FROM old LEFT JOIN new USING (key) WHERE new.key IS NULL "
-        "AND old.key NOT IN (SELECT old_key FROM moved)"
+        f"{_OLD_ONLY} WHERE new.key IS NULL AND NOT EXISTS "
+        "(SELECT 1 FROM moved WHERE old_ri = old.ri AND old_key = old.key)"
     ),
     "added": (
-        "FROM new LEFT JOIN old USING (key) WHERE old.key IS NULL AND new.error IS NULL "
-        "AND new.key NOT IN (SELECT new_key FROM moved)"
+        f"{_NEW_ONLY} WHERE old.key IS NULL AND new.error IS NULL AND NOT EXISTS "
+        "(SELECT 1 FROM moved WHERE new_ri = new.ri AND new_key = new.key)"
     ),
-    "moved": ("FROM moved JOIN old ON old.key = moved.old_key JOIN new ON new.key = moved.new_key"),
+    "moved": (
+        "FROM moved JOIN old ON old.ri = moved.old_ri AND old.key = moved.old_key "
+        "JOIN new ON new.ri = moved.new_ri AND new.key = moved.new_key"
+    ),
 }
 
 _COLUMNS = {
-    "unreadable": f"key, NULL, {_OLD}, {_NEW}",
-    "unchanged": f"key, NULL, {_OLD}, {_NEW}",
-    "corrupted": f"key, NULL, {_OLD}, {_NEW}",
-    "modified": f"key, NULL, {_OLD}, {_NEW}",
-    "removed": f"key, NULL, {_OLD}, {_NULLS}",
-    "added": f"key, NULL, {_NULLS}, {_NEW}",
-    "moved": f"moved.new_key, moved.old_key, {_OLD}, {_NEW}",
+    "removed": f"old.ri, old.key, NULL, NULL, {_OLD}, {_NULLS}",
+    "added": f"new.ri, new.key, NULL, NULL, {_NULLS}, {_NEW}",
+    "unreadable": f"new.ri, new.key, NULL, NULL, {_OLD}, {_NEW}",
+    "moved": f"moved.new_ri, moved.new_key, moved.old_ri, moved.old_key, {_OLD}, {_NEW}",
 }
+_DEFAULT_COLUMNS = f"old.ri, old.key, NULL, NULL, {_OLD}, {_NEW}"
 
-_ORDER = {"moved": "moved.new_key"}
-
-_SELECT = {k: f"SELECT {_COLUMNS[k]} {_WHERE[k]} ORDER BY {_ORDER.get(k, 'key')}" for k in CLASSES}
+_SELECT = {
+    k: f"SELECT {_COLUMNS.get(k, _DEFAULT_COLUMNS)} {_WHERE[k]} ORDER BY 1, 2" for k in CLASSES
+}
 _COUNT = {k: f"SELECT count(*) {_WHERE[k]}" for k in CLASSES}
 
 

@@ -575,13 +575,17 @@ def run_audit(
 
     def body(outputs: Outputs) -> ExitCode:
         info = read_info(manifest, algo)
-        if root is not None and len(info.roots) > 1:
-            raise FatalError(f"{manifest} has {len(info.roots)} roots; ROOT can replace only one")
-        roots = check_roots([root] if root is not None else info.roots)
         excludes = ExcludeMatcher(walk.exclude)
-        store = AuditStore(full_paths=len(roots) > 1)
+        store = AuditStore()
         try:
-            store.load_manifest(iter_entries(info), lambda key: not excludes.excluded_path(key))
+            keep = lambda key: not excludes.excluded_path(key)  # noqa: E731
+            store.register_roots(info.roots)
+            store.load_manifest(iter_entries(info), keep, manifest)
+            if root is not None and len(store.roots) > 1:
+                raise FatalError(
+                    f"{manifest} has {len(store.roots)} roots; ROOT can replace only one"
+                )
+            roots = check_roots(store.scan_roots(root))
             also = None
             if update:
                 target = outputs.open(manifest)
