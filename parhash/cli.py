@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from enum import Enum
 from typing import Annotated, Optional
 
@@ -208,6 +209,14 @@ class Outputs:
     def __init__(self) -> None:
         self.pending: list = []
 
+    def identities(self) -> set[tuple[int, int]]:
+        """(st_dev, st_ino) of the temporary files, so the walker never lists them."""
+        found = set()
+        for target in self.pending:
+            st = os.fstat(target.stream.fileno())
+            found.add((st.st_dev, st.st_ino))
+        return found
+
     def open(self, path: str):
         from parhash.output import AtomicOutput
 
@@ -272,8 +281,11 @@ def run_scan(
     from parhash.report import make_reporter
 
     def body(outputs: Outputs) -> ExitCode:
+        nonlocal options
         roots = check_roots(paths)
         stream = outputs.open(output).stream if output else sys.stdout.buffer
+        if output:
+            options = replace(options, walk=own_files_skipped(options.walk, outputs, output))
         reporter = make_reporter(
             fmt,
             stream,
@@ -296,6 +308,19 @@ def run_scan(
         return ExitCode.FILE_ERRORS if summary.errors else ExitCode.OK
 
     return guarded(body, where=output or "stdout")
+
+
+def own_files_skipped(walk, outputs: Outputs, *paths: str):
+    """Walk options that skip parhash's own files (the output or manifest and the temporary
+    file beside it): a manifest written into the tree it describes must not list itself."""
+    skip = set(walk.skip_files) | outputs.identities()
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        skip.add((st.st_dev, st.st_ino))
+    return replace(walk, skip_files=frozenset(skip))
 
 
 def print_summary(summary) -> None:
@@ -591,9 +616,11 @@ def run_audit(
                 target = outputs.open(manifest)
                 also = make_reporter(info.format, target.stream, info.algo)
                 also.begin(roots)
-            options = ScanOptions(algo=info.algo, jobs=jobs, walk=walk)
+            walk_here = own_files_skipped(walk, outputs, manifest)
+            options = ScanOptions(algo=info.algo, jobs=jobs, walk=walk_here)
             sink = AuditSink(store, also)
-            run(scan_sources(roots, walk), options, sink, make_progress(progress, quiet=False))
+            sources = scan_sources(roots, walk_here)
+            run(sources, options, sink, make_progress(progress, quiet=False))
             store.diff()
             counts = store.counts()
             out = sys.stdout.buffer

@@ -87,10 +87,17 @@ class SumsReporter(Reporter):
         super().__init__(stream, algo, relative=relative)
         self.tag = get_algorithm(algo).tag if tag else None
         self.zero = zero
+        self.escape_cr = self.algo != "blake3"  # b3sum rejects the \r escape
 
     def write(self, records: list[FileRecord]) -> None:
         lines = [
-            format_line(r.digest, display_path(r, self.relative), tag=self.tag, zero=self.zero)
+            format_line(
+                r.digest,
+                display_path(r, self.relative),
+                tag=self.tag,
+                zero=self.zero,
+                escape_cr=self.escape_cr,
+            )
             for r in records
             if r.digest is not None
         ]

@@ -1,9 +1,9 @@
 """Checksum lines as GNU coreutils, b3sum and xxhsum write them, including odd file names.
 
-A name containing a newline or a backslash cannot be written verbatim on a line, so the
-coreutils rule applies: ``\\`` and ``\\n`` inside the name, and a ``\\`` at the start of the
-line to say the name is escaped. With ``-z`` records end in NUL and nothing is escaped.
-Only these two characters are escaped: coreutils 9.1 (Debian 12) does not unescape ``\\r``.
+A name containing a newline, a backslash or a carriage return cannot be written verbatim
+on a line, so the coreutils rule applies: ``\\``, ``\\n`` and ``\\r`` inside the name, and a
+``\\`` at the start of the line to say the name is escaped. With ``-z`` records end in NUL and
+nothing is escaped. b3sum 1.2 rejects ``\\r``, so blake3 lines do not escape CR.
 """
 
 from __future__ import annotations
@@ -15,18 +15,28 @@ from parhash.exit_codes import FatalError
 from parhash.hashing import ALGORITHMS
 
 
-def escape_name(name: str) -> tuple[str, bool]:
-    """Return the name as it goes on a line, and whether the line needs the ``\\`` marker."""
-    if "\\" not in name and "\n" not in name:
+def escape_name(name: str, *, escape_cr: bool = True) -> tuple[str, bool]:
+    """Return the name as it goes on a line, and whether the line needs the ``\\`` marker.
+
+    ``escape_cr``: coreutils escapes a carriage return as ``\\r`` (and drops a raw one
+    before the newline when reading); b3sum 1.2 does the opposite (rejects ``\\r``, reads a
+    raw CR), so blake3 lines leave CR alone.
+    """
+    if "\\" not in name and "\n" not in name and not (escape_cr and "\r" in name):
         return name, False
-    return name.replace("\\", "\\\\").replace("\n", "\\n"), True
+    name = name.replace("\\", "\\\\").replace("\n", "\\n")
+    if escape_cr:
+        name = name.replace("\r", "\\r")
+    return name, True
 
 
-def format_line(digest: str, name: str, *, tag: str | None = None, zero: bool = False) -> str:
+def format_line(
+    digest: str, name: str, *, tag: str | None = None, zero: bool = False, escape_cr: bool = True
+) -> str:
     """One checksum record, terminator included (``\\n``, or NUL with ``zero``)."""
     marker = ""
     if not zero:
-        name, escaped = escape_name(name)
+        name, escaped = escape_name(name, escape_cr=escape_cr)
         marker = "\\" if escaped else ""
     if tag is not None:
         return f"{marker}{tag} ({name}) = {digest}{chr(0) if zero else chr(10)}"

@@ -27,6 +27,9 @@ class WalkOptions:
     follow_symlinks: bool = False
     one_file_system: bool = False
     exclude: tuple[str, ...] = ()
+    #: (st_dev, st_ino) of files never to list: parhash's own output file and its temporary
+    #: file when they sit inside the tree being hashed.
+    skip_files: frozenset[tuple[int, int]] = frozenset()
 
 
 class ExcludeMatcher:
@@ -98,6 +101,8 @@ def walk_directory(root: str, options: WalkOptions) -> Iterator[str | FileRecord
     """
     excludes = ExcludeMatcher(options.exclude)
     follow = options.follow_symlinks
+    # d_ino comes free with the directory listing: only a matching inode costs a stat.
+    skip_inodes = {ino for _, ino in options.skip_files}
     try:
         st = os.stat(root)
     except OSError as exc:
@@ -126,6 +131,8 @@ def walk_directory(root: str, options: WalkOptions) -> Iterator[str | FileRecord
             path = prefix + name
             try:
                 if entry.is_file(follow_symlinks=follow):
+                    if skip_inodes and entry.inode() in skip_inodes and _is_skipped(entry, options):
+                        continue
                     yield path
                 elif entry.is_dir(follow_symlinks=follow):
                     sub = _descend(entry, path, rel, root, root_dev, ancestors, options)
@@ -135,7 +142,7 @@ def walk_directory(root: str, options: WalkOptions) -> Iterator[str | FileRecord
                         subdirs.append(sub)
                 elif entry.is_symlink():
                     if follow:
-                        yield _error(path, root, "dangling symbolic link")
+                        yield _error(path, root, _broken_link(path))
                 else:
                     kind = file_kind(entry.stat(follow_symlinks=False).st_mode)
                     yield _error(path, root, f"not a regular file ({kind})")
@@ -164,6 +171,22 @@ def _descend(
             return _error(path, root, "file system loop: a symbolic link leads back to a parent")
         ancestors = _Ancestor(st.st_dev, st.st_ino, ancestors)
     return (path, rel + os.sep, ancestors)
+
+
+def _is_skipped(entry: os.DirEntry[str], options: WalkOptions) -> bool:
+    st = entry.stat(follow_symlinks=options.follow_symlinks)
+    return (st.st_dev, st.st_ino) in options.skip_files
+
+
+def _broken_link(path: str) -> str:
+    """Why a followed symlink is neither a file nor a directory: dangling, or a FIFO etc."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return "dangling symbolic link"
+    except OSError as exc:
+        return describe_oserror(exc)
+    return f"not a regular file ({file_kind(st.st_mode)})"
 
 
 def _entry_name(entry: os.DirEntry[str]) -> str:
