@@ -259,6 +259,12 @@ def guarded(body: Callable[[Outputs], ExitCode], where: str = "stdout") -> ExitC
         err(f"parhash: error: cannot write {sanitize(where)}: {exc.strerror or exc}")
         code = ExitCode.FATAL
     outputs.abort()
+    if code in (ExitCode.INTERRUPTED, ExitCode.TERMINATED, ExitCode.BROKEN_PIPE):
+        # The writer thread may be blocked in a write to a pipe nobody reads; a normal
+        # interpreter exit would then wait on the stdout lock it holds. The pool is already
+        # stopped and the output file dropped, so leave now.
+        sys.stderr.flush()
+        os._exit(code)
     return code
 
 
@@ -354,6 +360,8 @@ def main() -> None:
     """
     try:
         app()
+    except KeyboardInterrupt:  # a second Ctrl-C while cleaning up
+        os._exit(ExitCode.INTERRUPTED)
     except Exception as exc:
         if os.environ.get("PARHASH_DEBUG"):
             raise
