@@ -27,6 +27,7 @@ import sqlite3
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from os import fsdecode, fsencode
 
 from parhash.manifest import ManifestEntry, ManifestError, relative_key
 from parhash.model import FileRecord, Summary
@@ -73,6 +74,8 @@ class AuditStore:
     """
 
     def __init__(self) -> None:
+        # Paths are stored as BLOBs of their exact bytes: names that are not valid UTF-8
+        # cannot be SQLite TEXT, and BLOB order is byte order, the order --sort uses.
         self.directory = tempfile.mkdtemp(prefix="parhash-audit-")
         path = os.path.join(self.directory, "audit.db")
         self.db = sqlite3.connect(path, check_same_thread=False)
@@ -85,7 +88,7 @@ class AuditStore:
             self.db.execute(f"PRAGMA {pragma}")
         for table in ("old", "new"):
             self.db.execute(
-                f"CREATE TABLE {table} (ri INTEGER, key TEXT, path TEXT, size INTEGER, "
+                f"CREATE TABLE {table} (ri INTEGER, key BLOB, path BLOB, size INTEGER, "
                 "mtime INTEGER, hash TEXT, error TEXT)"
             )
         #: Roots in the manifest's order; a row's ``ri`` indexes this list.
@@ -112,7 +115,15 @@ class AuditStore:
         """Insert the manifest's entries (``keep(key)`` drops excluded paths) and index them;
         a path listed twice makes the manifest untrustworthy. Returns the count."""
         rows = (
-            (self._ri(e.root), key, e.path, e.size, e.mtime_ns, e.digest, e.error)
+            (
+                self._ri(e.root),
+                fsencode(key),
+                fsencode(e.path),
+                e.size,
+                e.mtime_ns,
+                e.digest,
+                e.error,
+            )
             for e in entries
             if keep(key := relative_key(e.path, e.root))
         )
@@ -123,7 +134,7 @@ class AuditStore:
             (path,) = self.db.execute(
                 "SELECT min(path) FROM old GROUP BY ri, key HAVING count(*) > 1 LIMIT 1"
             ).fetchone()
-            raise ManifestError(f"{source}: {path!r} is listed twice") from None
+            raise ManifestError(f"{source}: {fsdecode(path)!r} is listed twice") from None
         return count
 
     def scan_roots(self, override: str | None) -> list[str]:
@@ -141,8 +152,8 @@ class AuditStore:
             (
                 (
                     index[r.root],
-                    relative_key(r.path, r.root),
-                    r.path,
+                    fsencode(relative_key(r.path, r.root)),
+                    fsencode(r.path),
                     r.size,
                     r.mtime_ns,
                     r.digest,
@@ -182,10 +193,10 @@ class AuditStore:
         """Stream one class's events in path order."""
         for row in self.db.execute(_SELECT[kind]):
             ri, key, mri, mkey, op, os_, om, oh, oe, np, ns, nm, nh, ne = row
-            old = Side(op, os_, om, oh, oe) if op is not None else None
-            new = Side(np, ns, nm, nh, ne) if np is not None else None
-            moved_from = self.display(mri, mkey) if mkey is not None else None
-            yield AuditEvent(kind, self.display(ri, key), old, new, moved_from)
+            old = Side(fsdecode(op), os_, om, oh, oe) if op is not None else None
+            new = Side(fsdecode(np), ns, nm, nh, ne) if np is not None else None
+            moved_from = self.display(mri, fsdecode(mkey)) if mkey is not None else None
+            yield AuditEvent(kind, self.display(ri, fsdecode(key)), old, new, moved_from)
 
 
 _DIFF_SQL = """

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 import sys
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -51,6 +50,7 @@ class SumsFileState:
 
     name: str
     formatted: int = 0
+    malformed: int = 0
     verified: int = 0
 
 
@@ -62,9 +62,7 @@ class CheckReport:
     ok: int = 0
     mismatched: int = 0
     unreadable: int = 0
-    malformed: int = 0
     files: list[SumsFileState] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def return_code(self) -> ExitCode:
@@ -73,7 +71,7 @@ class CheckReport:
         line; else 0."""
         if self.mismatched or self.unreadable:
             return ExitCode.FILE_ERRORS
-        if self.options.strict and self.malformed:
+        if self.options.strict and any(state.malformed for state in self.files):
             return ExitCode.FILE_ERRORS
         for state in self.files:
             if not state.formatted:
@@ -91,8 +89,11 @@ class CheckReport:
                 out.append(f"{sanitize(state.name)}: no file was verified")
         if self.options.status:
             return out
+        # coreutils counts bad lines only of files that had a good one; a file with none
+        # got its own message above.
+        malformed = sum(state.malformed for state in self.files if state.formatted)
         problems = (
-            (self.malformed, "line is", "lines are", "improperly formatted"),
+            (malformed, "line is", "lines are", "improperly formatted"),
             (self.unreadable, "listed file", "listed files", "could not be read"),
             (self.mismatched, "computed checksum", "computed checksums", "did NOT match"),
         )
@@ -113,7 +114,8 @@ def open_sums_file(name: str) -> BinaryIO:
 
 
 def _lines(stream: BinaryIO, zero: bool) -> Iterator[tuple[int, str]]:
-    """Numbered lines (terminator and a Windows ``\\r`` removed), streamed."""
+    """Numbered lines without their terminator, streamed (a ``\\r`` before it is kept:
+    ``_parse`` decides, as coreutils and b3sum disagree about it)."""
     if zero:
         data = stream.read()  # NUL-separated input has no line iterator; sums files are small
         chunks = data.split(b"\0")
@@ -123,8 +125,7 @@ def _lines(stream: BinaryIO, zero: bool) -> Iterator[tuple[int, str]]:
             yield number, raw.decode("utf-8", "surrogateescape")
         return
     for number, raw in enumerate(stream, 1):
-        raw = raw.rstrip(b"\n")
-        if raw.endswith(b"\r"):
+        if raw.endswith(b"\n"):
             raw = raw[:-1]
         yield number, raw.decode("utf-8", "surrogateescape")
 
@@ -147,17 +148,20 @@ def default_algorithm(
     if options.algo:
         return options.algo, lines
     hinted = algorithm_from_name(name)
-    if hinted is not None:
-        return hinted, lines
     ahead: list[tuple[int, str]] = []
     found: str | None = None
     for number, text in lines:
         ahead.append((number, text))
         parsed = _try_parse(text)
         if parsed is not None and parsed.tag_algo is None:
-            found = algorithm_for_length(len(parsed.digest), name)
+            length = len(parsed.digest)
+            if hinted is not None and get_algorithm(hinted).hex_length == length:
+                found = hinted  # the name agrees with the digests: trust it
+            else:
+                found = algorithm_for_length(length, name)
             break
         if len(ahead) >= LOOKAHEAD_LINES:
+            found = hinted
             break
     return found, itertools.chain(ahead, lines)
 
@@ -166,9 +170,23 @@ def _try_parse(text: str) -> ChecksumLine | None:
     if not text or text.startswith("#"):
         return None
     try:
-        return parse_line(text)
+        return _parse(text, None)
     except BadLine:
         return None
+
+
+def _parse(text: str, untagged_algo: str | None) -> ChecksumLine:
+    """Parse a line that may end in ``\\r``: coreutils drops that CR (a file written on
+    Windows), b3sum keeps it as part of the name; so a blake3 line keeps it."""
+    if not text.endswith("\r"):
+        return parse_line(text)
+    stripped = parse_line(text[:-1])
+    if (stripped.tag_algo or untagged_algo) != "blake3":
+        return stripped
+    try:
+        return parse_line(text)
+    except BadLine:
+        return stripped
 
 
 def expected_entries(
@@ -177,7 +195,7 @@ def expected_entries(
     lines: Iterator[tuple[int, str]],
     untagged_algo: str | None,
     report: CheckReport,
-    state: SumsFileState,
+    source: int,
 ) -> Iterator[Expected | FileRecord]:
     """Stream the checksum lines of one file as ``Expected`` items for the batcher.
 
@@ -185,25 +203,25 @@ def expected_entries(
     (and warns with --warn). Fatal problems were found before the pipeline started.
     """
     options = report.options
+    state = report.files[source]
     try:
         for number, text in lines:
             if not text or text.startswith("#"):
                 continue
             try:
-                line = parse_line(text)
+                line = _parse(text, untagged_algo)
                 algo = line.tag_algo or untagged_algo
                 if algo is None:  # past the look-ahead: the first untagged line decides
                     algo = untagged_algo = algorithm_for_length(len(line.digest), name)
                 if len(line.digest) != get_algorithm(algo).hex_length:
                     raise BadLine(f"digest length does not match {algo}")
             except (BadLine, FatalError) as exc:
-                with report.lock:
-                    report.malformed += 1
+                state.malformed += 1
                 if options.warn:
                     err(f"parhash: {sanitize(name)}: {number}: {exc}")
                 continue
             state.formatted += 1
-            yield Expected(line.name, algo, line.digest, number)
+            yield Expected(line.name, algo, line.digest, number, source)
     finally:
         if stream is not sys.stdin.buffer:
             stream.close()
@@ -213,21 +231,22 @@ def check_sources(names: list[str], report: CheckReport) -> list[Source]:
     """One source per checksum file; the files are opened (and algorithms resolved) now, so
     an unreadable or ambiguous checksum file is fatal before any hashing starts."""
     sources = []
-    for name in names:
+    for source, name in enumerate(names):
         stream = open_sums_file(name)
-        state = SumsFileState(name)
-        report.files.append(state)
+        report.files.append(SumsFileState(name))
         lines = _lines(stream, report.options.zero)
         algo, lines = default_algorithm(name, lines, report.options)
-        entries = expected_entries(name, stream, lines, algo, report, state)
+        entries = expected_entries(name, stream, lines, algo, report, source)
         sources.append(Source(name, True, entries))
     return sources
 
 
 def display_name(name: str) -> str:
-    """The name as coreutils prints it in check output (escaped, with a leading ``\\``)."""
-    escaped, marker = escape_name(name)
-    return ("\\" if marker else "") + escaped
+    """The name as ``sha256sum -c`` prints it: verbatim, unless it holds a newline; then
+    escaped (``\\\\``, ``\\n``) behind a leading ``\\``, as coreutils 9.1 does."""
+    if "\n" not in name:
+        return name
+    return "\\" + escape_name(name, escape_cr=False)[0]
 
 
 class CheckSink:
@@ -245,7 +264,7 @@ class CheckSink:
             expected = record.expected
             if expected is None:
                 continue
-            state = self._state(record.root)
+            state = self.report.files[expected.source]
             name = display_name(expected.path)
             if record.error is not None:
                 if options.ignore_missing and record.error == MISSING:
@@ -267,12 +286,6 @@ class CheckSink:
                     lines.append(f"{name}: FAILED\n")
         if lines:
             self.stream.write("".join(lines).encode("utf-8", "surrogateescape"))
-
-    def _state(self, name: str) -> SumsFileState:
-        for state in self.report.files:
-            if state.name == name:
-                return state
-        raise AssertionError(f"unknown checksum file {name!r}")
 
     def close(self, summary: Summary) -> None:
         self.stream.flush()

@@ -14,6 +14,7 @@ class ExitCode(IntEnum):
     BROKEN_PIPE = (
         141  #: stdout was closed by the reader (``| head``), as the C tools die of SIGPIPE
     )
+    INTERNAL = 70  #: a bug in parhash (EX_SOFTWARE): one line on stderr, no traceback
     INTERRUPTED = 130  #: SIGINT (Ctrl-C)
     TERMINATED = 143  #: SIGTERM
 

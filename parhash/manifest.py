@@ -252,7 +252,7 @@ def _json_records(path: str) -> Iterator[tuple[ManifestEntry, str]]:
                 raise ManifestError(f"{where}: not valid JSON ({exc.msg})") from None
             count += 1
             yield _entry_from_object(obj, path, number)
-    raise ManifestError(f"{path}: ends before the summary (truncated manifest?)")
+    raise ManifestError(f"{path}:{number}: ends before the summary (truncated manifest?)")
 
 
 def _int_or_none(text: str, what: str, where: str) -> int | None:

@@ -17,6 +17,7 @@ class Expected:
     algo: str
     digest: str
     line: int  #: line number in the checksum file, for messages
+    source: int = 0  #: which checksum file of the run (the same file may be named twice)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ nothing is escaped. b3sum 1.2 rejects ``\\r``, so blake3 lines do not escape CR.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 from parhash.exit_codes import FatalError
@@ -184,11 +185,14 @@ NAME_HINTS = (
 
 
 def algorithm_from_name(name: str) -> str | None:
-    """The algorithm a checksum file's name announces (``SHA256SUMS``, ``x.md5``), if any."""
-    base = os.path.basename(name).lower()
+    """The algorithm a checksum file's name announces (``SHA256SUMS``, ``x.md5``, ``t.b3sum``),
+    if any: a whole word of the name, optionally followed by ``sum`` or ``sums`` (so
+    ``lab3.txt`` announces nothing)."""
+    words = re.split(r"[^a-z0-9-]+", os.path.basename(name).lower())
     for hint, algo in NAME_HINTS:
-        if hint in base:
-            return algo
+        for word in words:
+            if word in (hint, hint + "sum", hint + "sums"):
+                return algo
     return None
 
 
