@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import stat
 import sys
 import tempfile
 from typing import BinaryIO
@@ -18,21 +19,45 @@ from parhash.exit_codes import FatalError
 
 
 class AtomicOutput:
-    """A binary file that appears at ``path`` only on ``commit()``."""
+    """A binary file that appears at ``path`` only on ``commit()``.
+
+    A symlink is followed, so the file it points to is replaced and the link stays. A target
+    that exists but is not a regular file (``/dev/null``, ``/dev/stdout``, a FIFO) is written
+    directly: it cannot be replaced atomically, and replacing a device node would be wrong.
+    """
 
     def __init__(self, path: str) -> None:
         self.path = path
-        directory = os.path.dirname(os.path.abspath(path))
+        self.tmp_path: str | None = None
+        try:
+            st = os.stat(path)
+        except OSError:
+            st = None
+        if st is None or stat.S_ISREG(st.st_mode):
+            self.path = os.path.realpath(path) if os.path.islink(path) else path
+        else:
+            try:
+                self.stream: BinaryIO = open(path, "wb")  # noqa: SIM115
+            except OSError as exc:
+                raise FatalError(f"cannot write {path}: {exc.strerror or exc}") from None
+            return
+        directory = os.path.dirname(os.path.abspath(self.path))
         try:
             fd, self.tmp_path = tempfile.mkstemp(
-                dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".parhash-tmp"
+                dir=directory, prefix=f".{os.path.basename(self.path)}.", suffix=".parhash-tmp"
             )
         except OSError as exc:
             raise FatalError(f"cannot write {path}: {exc.strerror or exc}") from None
-        self.stream: BinaryIO = os.fdopen(fd, "wb", buffering=1 << 20)
+        self.stream = os.fdopen(fd, "wb", buffering=1 << 20)
 
     def commit(self) -> None:
         """Flush, fsync, give the file normal permissions, rename into place, fsync the dir."""
+        if self.tmp_path is None:  # written in place (a device or FIFO)
+            try:
+                self.stream.close()
+            except OSError as exc:
+                raise FatalError(f"cannot write {self.path}: {exc.strerror or exc}") from None
+            return
         try:
             self.stream.flush()
             os.fsync(self.stream.fileno())
@@ -50,8 +75,9 @@ class AtomicOutput:
         """Drop the temporary file; the target keeps whatever it held before."""
         with contextlib.suppress(OSError):
             self.stream.close()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.tmp_path)
+        if self.tmp_path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.tmp_path)
 
 
 def _fsync_dir(directory: str) -> None:

@@ -26,7 +26,6 @@ keeps ``Pool.imap_unordered`` (the design we chose) while behaving like
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import multiprocessing
 import os
@@ -183,7 +182,7 @@ class PoolExecutor:
                         return True
         finally:
             gate.stop.set()
-            _shutdown(pool, workers, broken)
+            _shutdown(pool, before, broken)
 
 
 def _all_alive(pids: set[int]) -> bool:
@@ -192,26 +191,37 @@ def _all_alive(pids: set[int]) -> bool:
     return pids <= alive
 
 
-def _shutdown(pool: multiprocessing.pool.Pool, workers: set[int], broken: bool) -> None:
-    """Stop a pool without ever hanging the caller.
+#: Seconds ``terminate()`` may take before its workers are killed by hand. A broken pool gets
+#: less: a dead worker holding the inqueue lock makes ``terminate()`` wait forever.
+TERMINATE_DEADLINE = 5.0
+BROKEN_TERMINATE_DEADLINE = 1.0
+
+
+def _shutdown(pool: multiprocessing.pool.Pool, before: set[int], broken: bool) -> None:
+    """Stop a pool without ever hanging the caller, and leave no process behind.
 
     A broken pool may have lost a worker that held the inqueue's read lock, and then
-    ``terminate()`` blocks forever (https://github.com/python/cpython/issues/96062): the
-    workers are killed first, and ``terminate()`` runs in a daemon thread with a deadline.
+    ``terminate()`` blocks forever (https://github.com/python/cpython/issues/96062): its
+    workers (and any replacements Pool started) are killed first, and ``terminate()`` runs
+    in a daemon thread with a deadline; past it, whatever is left of the pool is killed.
     """
     if broken:
-        for pid in workers:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        _kill_pool_processes(before)
     stopper = threading.Thread(target=pool.terminate, name="parhash-pool-stop", daemon=True)
     stopper.start()
-    stopper.join(timeout=5.0)
+    stopper.join(BROKEN_TERMINATE_DEADLINE if broken else TERMINATE_DEADLINE)
     if stopper.is_alive():
-        for proc in multiprocessing.active_children():
-            if proc.pid in workers:
-                proc.kill()
+        _kill_pool_processes(before)
     else:
         pool.join()
+
+
+def _kill_pool_processes(before: set[int]) -> None:
+    """SIGKILL and reap every child process that this pool started."""
+    for proc in multiprocessing.active_children():
+        if proc.pid not in before:
+            proc.kill()
+            proc.join(timeout=1.0)
 
 
 def default_jobs() -> int:
