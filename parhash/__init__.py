@@ -33,16 +33,14 @@ def scan(
     ``jobs=1`` hashes in this process; otherwise a process pool is used and shut down when
     the iterator is exhausted or closed.
     """
-    from parhash.pipeline import ScanOptions, iter_records
-    from parhash.walk import WalkOptions
+    from parhash.pipeline import check_roots, iter_records, scan_options
 
-    options = ScanOptions(
-        algo=algo,
-        jobs=jobs,
-        walk=WalkOptions(
-            follow_symlinks=follow_symlinks,
-            one_file_system=one_file_system,
-            exclude=tuple(exclude),
-        ),
+    options = scan_options(
+        algo,
+        jobs,
+        follow_symlinks=follow_symlinks,
+        one_file_system=one_file_system,
+        exclude=exclude,
     )
-    return iter_records(paths, options)
+    roots = check_roots(paths)  # fail now, not at the first next()
+    return iter_records(roots, options)

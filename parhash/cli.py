@@ -94,6 +94,37 @@ def _on_sigterm(signum: int, frame: object) -> None:
     raise Interrupted(ExitCode.TERMINATED)
 
 
+# Options shared by the commands that walk or hash, declared once.
+Jobs = Annotated[
+    Optional[int],
+    typer.Option(
+        "--jobs", "-j", min=1, metavar="N", help="Worker processes (default: usable CPUs)."
+    ),
+]
+Progress = Annotated[
+    Optional[bool],
+    typer.Option(
+        "--progress/--no-progress", help="Progress bar on stderr (default: if it is a terminal)."
+    ),
+]
+FollowSymlinks = Annotated[
+    bool,
+    typer.Option("--follow-symlinks", "-L", help="Follow symbolic links (loops are detected)."),
+]
+OneFileSystem = Annotated[
+    bool, typer.Option("--one-file-system", "-x", help="Do not cross file system boundaries.")
+]
+Exclude = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--exclude",
+        "-e",
+        metavar="GLOB",
+        help="Skip names (no '/') or relative paths (with '/') matching GLOB; repeatable.",
+    ),
+]
+
+
 SCAN_EPILOG = (
     "Examples:\n\n"
     "  parhash scan ./photos > photos.xxh3\n\n"
@@ -131,12 +162,7 @@ def scan(
             "--output", "-o", metavar="FILE", help="Write to FILE atomically instead of stdout."
         ),
     ] = None,
-    jobs: Annotated[
-        Optional[int],
-        typer.Option(
-            "--jobs", "-j", min=1, metavar="N", help="Worker processes (default: usable CPUs)."
-        ),
-    ] = None,
+    jobs: Jobs = None,
     tag: Annotated[
         bool, typer.Option("--tag", help="sums: BSD-style 'ALGO (path) = hex'.")
     ] = False,
@@ -149,44 +175,23 @@ def scan(
     sort: Annotated[
         bool, typer.Option("--sort", help="Sort records by path (holds them all in memory).")
     ] = False,
-    follow_symlinks: Annotated[
-        bool,
-        typer.Option("--follow-symlinks", "-L", help="Follow symbolic links (loops are detected)."),
-    ] = False,
-    one_file_system: Annotated[
-        bool, typer.Option("--one-file-system", "-x", help="Do not cross file system boundaries.")
-    ] = False,
-    exclude: Annotated[
-        Optional[list[str]],
-        typer.Option(
-            "--exclude",
-            "-e",
-            help="Skip names (no '/') or relative paths (with '/') matching GLOB; repeatable.",
-            metavar="GLOB",
-        ),
-    ] = None,
-    progress: Annotated[
-        Optional[bool],
-        typer.Option(
-            "--progress/--no-progress", help="Progress bar on stderr (default: if it is a TTY)."
-        ),
-    ] = None,
+    follow_symlinks: FollowSymlinks = False,
+    one_file_system: OneFileSystem = False,
+    exclude: Exclude = None,
+    progress: Progress = None,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress bar and no summary line.")
     ] = False,
 ) -> None:
     """Hash every regular file below PATHS and print one record per file."""
-    from parhash.pipeline import ScanOptions
-    from parhash.walk import WalkOptions
+    from parhash.pipeline import scan_options
 
-    options = ScanOptions(
-        algo=algo,
-        jobs=jobs,
-        walk=WalkOptions(
-            follow_symlinks=follow_symlinks,
-            one_file_system=one_file_system,
-            exclude=tuple(exclude or ()),
-        ),
+    options = scan_options(
+        algo,
+        jobs,
+        follow_symlinks=follow_symlinks,
+        one_file_system=one_file_system,
+        exclude=exclude or (),
     )
     code = run_scan(
         paths or ["."],
@@ -417,14 +422,8 @@ def check(
     zero: Annotated[
         bool, typer.Option("--zero", "-z", help="Checksum records end with NUL.")
     ] = False,
-    jobs: Annotated[
-        Optional[int],
-        typer.Option("--jobs", "-j", min=1, metavar="N", help="Worker processes."),
-    ] = None,
-    progress: Annotated[
-        Optional[bool],
-        typer.Option("--progress/--no-progress", help="Progress bar on stderr."),
-    ] = None,
+    jobs: Jobs = None,
+    progress: Progress = None,
 ) -> None:
     """Verify files against checksum files (sha256sum -c, b3sum --check, xxhsum -c)."""
     from parhash.check import CheckOptions
@@ -525,26 +524,11 @@ def audit(
         Optional[str],
         typer.Option("--algo", "-a", metavar="NAME", help="Algorithm of a sums manifest."),
     ] = None,
-    follow_symlinks: Annotated[
-        bool, typer.Option("--follow-symlinks", "-L", help="Follow symbolic links.")
-    ] = False,
-    one_file_system: Annotated[
-        bool, typer.Option("--one-file-system", "-x", help="Do not cross file systems.")
-    ] = False,
-    exclude: Annotated[
-        Optional[list[str]],
-        typer.Option(
-            "--exclude", "-e", metavar="GLOB", help="Neither added nor removed; repeatable."
-        ),
-    ] = None,
-    jobs: Annotated[
-        Optional[int],
-        typer.Option("--jobs", "-j", min=1, metavar="N", help="Worker processes."),
-    ] = None,
-    progress: Annotated[
-        Optional[bool],
-        typer.Option("--progress/--no-progress", help="Progress bar on stderr."),
-    ] = None,
+    follow_symlinks: FollowSymlinks = False,
+    one_file_system: OneFileSystem = False,
+    exclude: Exclude = None,
+    jobs: Jobs = None,
+    progress: Progress = None,
     color: Annotated[
         str, typer.Option("--color", metavar="WHEN", help="auto, always or never.")
     ] = "auto",

@@ -41,6 +41,21 @@ class ScanOptions:
     walk: WalkOptions = field(default_factory=WalkOptions)
 
 
+def scan_options(
+    algo: str = DEFAULT_ALGORITHM,
+    jobs: int | None = None,
+    *,
+    follow_symlinks: bool = False,
+    one_file_system: bool = False,
+    exclude: Iterable[str] = (),
+) -> ScanOptions:
+    """ScanOptions from flat keyword arguments: what the CLI and ``parhash.scan`` take."""
+    walk = WalkOptions(
+        follow_symlinks=follow_symlinks, one_file_system=one_file_system, exclude=tuple(exclude)
+    )
+    return ScanOptions(algo=algo, jobs=jobs, walk=walk)
+
+
 @dataclass
 class WalkProgress:
     """What the walker has found so far; read by the progress bar from another thread."""

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+import pickle
+import signal
 import subprocess
 import sys
+import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,3 +72,44 @@ def make_tree(tmp_path):
         return write_tree(tmp_path / name, spec)
 
     return make
+
+
+NOBODY = 65534
+
+
+def run_unprivileged(func: Callable[[], object], cwd: str) -> object:
+    """Run ``func`` in a forked child in ``cwd`` as uid/gid 65534 when we are root.
+
+    Root ignores permission bits, so permission errors can only be observed by a process
+    without privileges. The result (or the child's traceback) comes back through a pipe.
+    """
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        status = 0
+        try:
+            os.close(read_fd)
+            signal.alarm(10)  # never outlive a hung test
+            os.chdir(cwd)  # as root: the ancestors of tmp_path are 0700
+            if os.geteuid() == 0:
+                os.setgroups([])
+                os.setgid(NOBODY)
+                os.setuid(NOBODY)
+            outcome = ("ok", func())
+        except BaseException:
+            outcome = ("error", traceback.format_exc())
+        try:
+            data = pickle.dumps(outcome)
+            with os.fdopen(write_fd, "wb") as pipe:
+                pipe.write(data)
+        except BaseException:
+            status = 1
+        os._exit(status)
+    os.close(write_fd)
+    with os.fdopen(read_fd, "rb") as pipe:
+        data = pipe.read()
+    os.waitpid(pid, 0)
+    assert data, "unprivileged child died without a result"
+    kind, value = pickle.loads(data)
+    assert kind == "ok", value
+    return value

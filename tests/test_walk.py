@@ -5,18 +5,15 @@ from __future__ import annotations
 import contextlib
 import inspect
 import os
-import pickle
 import signal
 import socket
 import sys
-import traceback
-from collections.abc import Callable
 from pathlib import Path
+
+from conftest import run_unprivileged
 
 from parhash.model import FileRecord
 from parhash.walk import WalkOptions, walk_directory
-
-NOBODY = 65534
 
 
 @contextlib.contextmanager
@@ -77,44 +74,6 @@ def reference_files(root: Path) -> set[str]:
             if os.path.isfile(full) and not os.path.islink(full):
                 found.add(os.path.relpath(full, root))
     return found
-
-
-def run_unprivileged(func: Callable[[], object], cwd: str | os.PathLike) -> object:
-    """Run ``func`` in a forked child in ``cwd`` as uid/gid 65534 when we are root.
-
-    Root ignores permission bits, so permission errors are only observable without
-    privileges. The result (or the child's traceback) comes back pickled through a pipe.
-    """
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child
-        status = 0
-        try:
-            os.close(read_fd)
-            signal.alarm(10)  # never outlive a hung test
-            os.chdir(cwd)  # as root: the ancestors of tmp_path are 0700
-            if os.geteuid() == 0:
-                os.setgroups([])
-                os.setgid(NOBODY)
-                os.setuid(NOBODY)
-            outcome = ("ok", func())
-        except BaseException:
-            outcome = ("error", traceback.format_exc())
-        try:
-            data = pickle.dumps(outcome)
-            with os.fdopen(write_fd, "wb") as pipe:
-                pipe.write(data)
-        except BaseException:
-            status = 1
-        os._exit(status)
-    os.close(write_fd)
-    with os.fdopen(read_fd, "rb") as pipe:
-        data = pipe.read()
-    os.waitpid(pid, 0)
-    assert data, "unprivileged child died without a result"
-    kind, value = pickle.loads(data)
-    assert kind == "ok", value
-    return value
 
 
 def build(root: Path, files: list[str]) -> Path:
