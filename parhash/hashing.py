@@ -129,6 +129,73 @@ _BASE_FLAGS |= getattr(os, "O_NONBLOCK", 0)
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
+def open_long(path: str, flags: int) -> int:
+    """Open a path longer than PATH_MAX (4096 bytes on Linux) one directory at a time.
+
+    The kernel refuses such a path in one piece (ENAMETOOLONG), but a tree can be deeper
+    than that: each component is opened relative to its parent's descriptor (openat).
+    Intermediate components resolve as they would in one piece; ``flags`` (``O_NOFOLLOW``
+    included) apply to the last one.
+    """
+    parts = path.split(os.sep)
+    dir_fd = os.open(os.sep if path.startswith(os.sep) else ".", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for part in parts[:-1]:
+            if part:
+                next_fd = os.open(part, os.O_RDONLY | os.O_DIRECTORY, dir_fd=dir_fd)
+                os.close(dir_fd)
+                dir_fd = next_fd
+        return os.open(parts[-1], flags, dir_fd=dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+class LongPathOpener:
+    """Opens paths beyond PATH_MAX relative to the last deep directory it opened.
+
+    Opening every deep path from the top costs one openat per level; the walker goes depth
+    first and a directory's files are hashed together, so keeping one directory open makes
+    the next open one or two calls. Each user (the walker, a worker) has its own instance:
+    the descriptor it hands out stays valid until its next ``open_dir``.
+    """
+
+    def __init__(self) -> None:
+        self.dir_path: str | None = None
+        self.dir_fd: int | None = None
+
+    def open_dir(self, dirpath: str) -> int:
+        """A descriptor for ``dirpath``, owned by this opener."""
+        if dirpath == self.dir_path and self.dir_fd is not None:
+            return self.dir_fd
+        parent, name = os.path.split(dirpath)
+        flags = os.O_RDONLY | os.O_DIRECTORY
+        if self.dir_fd is not None and parent == self.dir_path:
+            fd = os.open(name, flags, dir_fd=self.dir_fd)
+        else:
+            fd = open_long(dirpath, flags)
+        self.close()
+        self.dir_path, self.dir_fd = dirpath, fd
+        return fd
+
+    def open(self, path: str, flags: int) -> int:
+        """Open a file by a path of any length (a new descriptor, the caller's to close)."""
+        try:
+            return os.open(path, flags)
+        except OSError as exc:
+            if exc.errno != errno.ENAMETOOLONG:
+                raise
+        dirpath, name = os.path.split(path)
+        return os.open(name, flags, dir_fd=self.open_dir(dirpath))
+
+    def close(self) -> None:
+        if self.dir_fd is not None:
+            os.close(self.dir_fd)
+            self.dir_path = self.dir_fd = None
+
+
+_long_paths = LongPathOpener()
+
+
 def hash_file(path: str, algo: Algorithm, follow: bool) -> RawResult:
     """Hash one file in constant memory; every per-file problem becomes an error string.
 
@@ -138,7 +205,7 @@ def hash_file(path: str, algo: Algorithm, follow: bool) -> RawResult:
     of bytes that never existed together on disk.
     """
     try:
-        fd = os.open(path, _BASE_FLAGS if follow else _BASE_FLAGS | _NOFOLLOW)
+        fd = _long_paths.open(path, _BASE_FLAGS if follow else _BASE_FLAGS | _NOFOLLOW)
     except OSError as exc:
         return (None, None, None, describe_oserror(exc, follow=follow))
     try:

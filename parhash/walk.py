@@ -9,6 +9,7 @@ worker's fstat on the open descriptor is the one stat that matters.
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import os
 import re
@@ -16,7 +17,7 @@ import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from parhash.hashing import describe_oserror, file_kind
+from parhash.hashing import LongPathOpener, describe_oserror, file_kind
 from parhash.model import FileRecord
 
 
@@ -99,28 +100,69 @@ def walk_directory(root: str, options: WalkOptions) -> Iterator[str | FileRecord
     dangling link is an error record. Other non-regular files (FIFOs, sockets, devices) are
     error records: they are never opened.
     """
-    excludes = ExcludeMatcher(options.exclude)
-    follow = options.follow_symlinks
-    # d_ino comes free with the directory listing: only a matching inode costs a stat.
-    skip_inodes = {ino for _, ino in options.skip_files}
-    try:
-        st = os.stat(root)
-    except OSError as exc:
-        yield _error(root, root, f"cannot list directory: {describe_oserror(exc)}")
-        return
-    root_dev = st.st_dev
-    # Each stack entry: (directory path, path relative to root with trailing sep, ancestors).
-    stack: list[tuple[str, str, _Ancestor | None]] = [
-        (root, "", _Ancestor(st.st_dev, st.st_ino, None) if follow else None)
-    ]
-    while stack:
-        dirpath, rel_dir, ancestors = stack.pop()
+    return _Walk(root, options).run()
+
+
+class _Walk:
+    """One walk of one root: settings compiled once, and the stack of directories to visit."""
+
+    def __init__(self, root: str, options: WalkOptions) -> None:
+        self.root = root
+        self.options = options
+        self.follow = options.follow_symlinks
+        self.excludes = ExcludeMatcher(options.exclude)
+        # d_ino comes free with the directory listing: only a matching inode costs a stat.
+        self.skip_inodes = {ino for _, ino in options.skip_files}
+        self.root_dev = 0
+        self.long_paths = LongPathOpener()
+        # Each entry: (directory path, path relative to root with trailing sep, ancestors).
+        self.stack: list[tuple[str, str, _Ancestor | None]] = []
+
+    def run(self) -> Iterator[str | FileRecord]:
+        try:
+            st = os.stat(self.root)
+        except OSError as exc:
+            yield self.error(self.root, f"cannot list directory: {describe_oserror(exc)}")
+            return
+        self.root_dev = st.st_dev
+        ancestors = _Ancestor(st.st_dev, st.st_ino, None) if self.follow else None
+        self.stack.append((self.root, "", ancestors))
+        while self.stack:
+            dirpath, rel_dir, ancestors = self.stack.pop()
+            try:
+                entries = self.list_directory(dirpath)
+            except OSError as exc:
+                yield self.error(dirpath, f"cannot list directory: {describe_oserror(exc)}")
+                continue
+            yield from self.classify(entries, dirpath, rel_dir, ancestors)
+        self.long_paths.close()
+
+    def list_directory(self, dirpath: str) -> list[os.DirEntry[str]]:
+        """A directory's entries, sorted by name.
+
+        A path beyond PATH_MAX is listed through a descriptor from ``long_paths``; its
+        entries stat through that descriptor, which stays open until the next deep
+        directory is listed, after this one's entries are classified.
+        """
         try:
             with os.scandir(dirpath) as it:
-                entries = sorted(it, key=_entry_name)
+                return sorted(it, key=_entry_name)
         except OSError as exc:
-            yield _error(dirpath, root, f"cannot list directory: {describe_oserror(exc)}")
-            continue
+            if exc.errno != errno.ENAMETOOLONG:
+                raise
+        with os.scandir(self.long_paths.open_dir(dirpath)) as it:
+            return sorted(it, key=_entry_name)
+
+    def classify(
+        self,
+        entries: list[os.DirEntry[str]],
+        dirpath: str,
+        rel_dir: str,
+        ancestors: _Ancestor | None,
+    ) -> Iterator[str | FileRecord]:
+        """Yield a directory's files and error records; push its subdirectories."""
+        follow = self.follow
+        excludes = self.excludes
         prefix = child_prefix(dirpath)
         subdirs: list[tuple[str, str, _Ancestor | None]] = []
         for entry in entries:
@@ -131,46 +173,44 @@ def walk_directory(root: str, options: WalkOptions) -> Iterator[str | FileRecord
             path = prefix + name
             try:
                 if entry.is_file(follow_symlinks=follow):
-                    if skip_inodes and entry.inode() in skip_inodes and _is_skipped(entry, options):
+                    skip = self.skip_inodes and entry.inode() in self.skip_inodes
+                    if skip and _is_skipped(entry, self.options):
                         continue
                     yield path
                 elif entry.is_dir(follow_symlinks=follow):
-                    sub = _descend(entry, path, rel, root, root_dev, ancestors, options)
+                    sub = self.descend(entry, path, rel, ancestors)
                     if isinstance(sub, FileRecord):
                         yield sub
                     elif sub is not None:
                         subdirs.append(sub)
                 elif entry.is_symlink():
                     if follow:
-                        yield _error(path, root, _broken_link(path))
+                        yield self.error(path, _broken_link(path))
                 else:
                     kind = file_kind(entry.stat(follow_symlinks=False).st_mode)
-                    yield _error(path, root, f"not a regular file ({kind})")
+                    yield self.error(path, f"not a regular file ({kind})")
             except OSError as exc:
-                yield _error(path, root, describe_oserror(exc))
-        stack.extend(reversed(subdirs))
+                yield self.error(path, describe_oserror(exc))
+        self.stack.extend(reversed(subdirs))
 
+    def descend(
+        self, entry: os.DirEntry[str], path: str, rel: str, ancestors: _Ancestor | None
+    ) -> tuple[str, str, _Ancestor | None] | FileRecord | None:
+        """Whether to enter a subdirectory: a stack item, a loop error, or None (pruned)."""
+        options = self.options
+        if not options.one_file_system and not options.follow_symlinks:
+            return (path, rel + os.sep, None)
+        st = entry.stat(follow_symlinks=options.follow_symlinks)
+        if options.one_file_system and st.st_dev != self.root_dev:
+            return None
+        if ancestors is not None:
+            if ancestors.contains(st.st_dev, st.st_ino):
+                return self.error(path, "file system loop: a symbolic link leads back to a parent")
+            ancestors = _Ancestor(st.st_dev, st.st_ino, ancestors)
+        return (path, rel + os.sep, ancestors)
 
-def _descend(
-    entry: os.DirEntry[str],
-    path: str,
-    rel: str,
-    root: str,
-    root_dev: int,
-    ancestors: _Ancestor | None,
-    options: WalkOptions,
-) -> tuple[str, str, _Ancestor | None] | FileRecord | None:
-    """Decide whether to enter a subdirectory: a stack item, a loop error, or None (pruned)."""
-    if not options.one_file_system and not options.follow_symlinks:
-        return (path, rel + os.sep, None)
-    st = entry.stat(follow_symlinks=options.follow_symlinks)
-    if options.one_file_system and st.st_dev != root_dev:
-        return None
-    if ancestors is not None:
-        if ancestors.contains(st.st_dev, st.st_ino):
-            return _error(path, root, "file system loop: a symbolic link leads back to a parent")
-        ancestors = _Ancestor(st.st_dev, st.st_ino, ancestors)
-    return (path, rel + os.sep, ancestors)
+    def error(self, path: str, message: str) -> FileRecord:
+        return _error(path, self.root, message)
 
 
 def _is_skipped(entry: os.DirEntry[str], options: WalkOptions) -> bool:
