@@ -173,12 +173,13 @@ class _Walk:
             path = prefix + name
             try:
                 if entry.is_file(follow_symlinks=follow):
-                    skip = self.skip_inodes and entry.inode() in self.skip_inodes
-                    if skip and _is_skipped(entry, self.options):
-                        continue
+                    if self.skip_inodes and entry.inode() in self.skip_inodes:
+                        st = self.entry_stat(entry, dirpath, follow)
+                        if (st.st_dev, st.st_ino) in self.options.skip_files:
+                            continue
                     yield path
                 elif entry.is_dir(follow_symlinks=follow):
-                    sub = self.descend(entry, path, rel, ancestors)
+                    sub = self.descend(entry, dirpath, path, rel, ancestors)
                     if isinstance(sub, FileRecord):
                         yield sub
                     elif sub is not None:
@@ -187,20 +188,35 @@ class _Walk:
                     if follow:
                         yield self.error(path, _broken_link(path))
                 else:
-                    kind = file_kind(entry.stat(follow_symlinks=False).st_mode)
+                    kind = file_kind(self.entry_stat(entry, dirpath, False).st_mode)
                     yield self.error(path, f"not a regular file ({kind})")
             except OSError as exc:
                 yield self.error(path, describe_oserror(exc))
         self.stack.extend(reversed(subdirs))
 
+    def entry_stat(self, entry: os.DirEntry[str], dirpath: str, follow: bool) -> os.stat_result:
+        """``entry.stat``, also for an entry whose full path is beyond PATH_MAX."""
+        try:
+            return entry.stat(follow_symlinks=follow)
+        except OSError as exc:
+            if exc.errno != errno.ENAMETOOLONG:
+                raise
+        dir_fd = self.long_paths.open_dir(dirpath)
+        return os.stat(entry.name, dir_fd=dir_fd, follow_symlinks=follow)
+
     def descend(
-        self, entry: os.DirEntry[str], path: str, rel: str, ancestors: _Ancestor | None
+        self,
+        entry: os.DirEntry[str],
+        dirpath: str,
+        path: str,
+        rel: str,
+        ancestors: _Ancestor | None,
     ) -> tuple[str, str, _Ancestor | None] | FileRecord | None:
         """Whether to enter a subdirectory: a stack item, a loop error, or None (pruned)."""
         options = self.options
         if not options.one_file_system and not options.follow_symlinks:
             return (path, rel + os.sep, None)
-        st = entry.stat(follow_symlinks=options.follow_symlinks)
+        st = self.entry_stat(entry, dirpath, options.follow_symlinks)
         if options.one_file_system and st.st_dev != self.root_dev:
             return None
         if ancestors is not None:
@@ -211,11 +227,6 @@ class _Walk:
 
     def error(self, path: str, message: str) -> FileRecord:
         return _error(path, self.root, message)
-
-
-def _is_skipped(entry: os.DirEntry[str], options: WalkOptions) -> bool:
-    st = entry.stat(follow_symlinks=options.follow_symlinks)
-    return (st.st_dev, st.st_ino) in options.skip_files
 
 
 def _broken_link(path: str) -> str:
