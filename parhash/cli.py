@@ -129,8 +129,48 @@ SCAN_EPILOG = (
     "Examples:\n\n"
     "  parhash scan ./photos > photos.xxh3\n\n"
     "  parhash scan . -f jsonl | jq -r 'select(.size > 1e6) | .path'\n\n"
-    "  parhash scan /srv -a sha256 -f csv -o manifest.csv --jobs 2\n\n" + EXIT_CODES_HELP
+    "  parhash scan /srv -a sha256 -f csv -o manifest.csv --jobs 2\n\n"
+    "  find . -newer stamp -type f -print0 | parhash scan --files-from - -0\n\n"
+    "  parhash scan -a sha256,xxh3 --tag src    # two digests, one read\n\n"
+    "  curl -s https://example.org/x.iso | parhash scan - -a sha256\n\n" + EXIT_CODES_HELP
 )
+
+MinSize = Annotated[
+    Optional[str],
+    typer.Option(
+        "--min-size", metavar="SIZE", help="Skip files smaller than SIZE (10K, 5M, 1G: 1024-based)."
+    ),
+]
+MaxSize = Annotated[
+    Optional[str],
+    typer.Option("--max-size", metavar="SIZE", help="Skip files larger than SIZE."),
+]
+MaxDepth = Annotated[
+    Optional[int],
+    typer.Option(
+        "--max-depth",
+        "-d",
+        min=1,
+        metavar="N",
+        help="Descend at most N levels (1: PATH's entries).",
+    ),
+]
+Hidden = Annotated[
+    bool,
+    typer.Option("--hidden/--no-hidden", help="Include names starting with '.' (default: yes)."),
+]
+ExcludeFrom = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--exclude-from", metavar="FILE", help="Read --exclude globs from FILE, one a line."
+    ),
+]
+Gitignore = Annotated[
+    bool, typer.Option("--gitignore", help="Skip what .gitignore files ignore, and .git.")
+]
+Color = Annotated[
+    str, typer.Option("--color", metavar="WHEN", help="Colours: auto, always or never.")
+]
 
 
 @app.command(epilog=SCAN_EPILOG)
@@ -138,7 +178,7 @@ def scan(
     paths: Annotated[
         Optional[list[str]],
         typer.Argument(
-            help="Files or directories to hash (default: the current directory).",
+            help="Files or directories to hash ('-': stdin; default: the current directory).",
             metavar="PATH",
             show_default=False,
         ),
@@ -148,9 +188,9 @@ def scan(
         typer.Option(
             "--algo",
             "-a",
-            metavar="NAME",
-            help=f"Hash algorithm: {', '.join(ALGORITHMS)}.",
-            callback=_check_algo,
+            metavar="NAME[,NAME...]",
+            help=f"Hash algorithm(s), several read once: {', '.join(ALGORITHMS)}.",
+            callback=_check_algos,
         ),
     ] = "xxh3",
     fmt: Annotated[
@@ -162,6 +202,18 @@ def scan(
             "--output", "-o", metavar="FILE", help="Write to FILE atomically instead of stdout."
         ),
     ] = None,
+    files_from: Annotated[
+        Optional[str],
+        typer.Option(
+            "--files-from",
+            "-T",
+            metavar="FILE",
+            help="Hash the paths listed in FILE ('-': stdin) instead of walking.",
+        ),
+    ] = None,
+    null: Annotated[
+        bool, typer.Option("--null", "-0", help="--files-from: paths end with NUL, not newline.")
+    ] = False,
     jobs: Jobs = None,
     tag: Annotated[
         bool, typer.Option("--tag", help="sums: BSD-style 'ALGO (path) = hex'.")
@@ -178,23 +230,44 @@ def scan(
     follow_symlinks: FollowSymlinks = False,
     one_file_system: OneFileSystem = False,
     exclude: Exclude = None,
+    exclude_from: ExcludeFrom = None,
+    max_depth: MaxDepth = None,
+    hidden: Hidden = True,
+    gitignore: Gitignore = False,
+    min_size: MinSize = None,
+    max_size: MaxSize = None,
+    dedupe_links: Annotated[
+        bool,
+        typer.Option(
+            "--dedupe-links/--no-dedupe-links",
+            help="Read a file with several hard links once; every path gets its record.",
+        ),
+    ] = True,
     progress: Progress = None,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress bar and no summary line.")
     ] = False,
+    color: Color = "auto",
 ) -> None:
     """Hash every regular file below PATHS and print one record per file."""
     from parhash.pipeline import scan_options
 
+    _set_color(color)
     options = scan_options(
         algo,
         jobs,
+        min_size=_size_option(min_size, "--min-size"),
+        max_size=_size_option(max_size, "--max-size"),
+        dedupe_links=dedupe_links,
         follow_symlinks=follow_symlinks,
         one_file_system=one_file_system,
-        exclude=exclude or (),
+        exclude=_excludes(exclude, exclude_from),
+        max_depth=max_depth,
+        hidden=hidden,
+        gitignore=gitignore,
     )
     code = run_scan(
-        paths or ["."],
+        paths or ([] if files_from else ["."]),
         options,
         fmt=fmt.value,
         output=output,
@@ -204,8 +277,56 @@ def scan(
         sort=sort,
         progress=progress,
         quiet=quiet,
+        files_from=files_from,
+        null=null,
     )
     raise typer.Exit(int(code))
+
+
+def _check_algos(spec: str) -> str:
+    """Validate ``-a NAME[,NAME...]`` and return it canonical (``sha256,xxh3``)."""
+    from parhash.hashing import parse_algorithms
+
+    try:
+        return ",".join(parse_algorithms(spec))
+    except KeyError:
+        raise typer.BadParameter(
+            f"unknown algorithm in {spec!r}; choose from: {', '.join(ALGORITHMS)}"
+        ) from None
+
+
+def _size_option(text: str | None, name: str) -> int | None:
+    from parhash.walk import parse_size
+
+    if text is None:
+        return None
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint=name) from None
+
+
+def _excludes(exclude: list[str] | None, exclude_from: list[str] | None) -> tuple[str, ...]:
+    """--exclude globs plus those read from --exclude-from files (blank and # lines skipped)."""
+    patterns = list(exclude or ())
+    for name in exclude_from or ():
+        try:
+            with open(name, encoding="utf-8", errors="surrogateescape") as f:
+                lines = f.read().splitlines()
+        except OSError as exc:
+            raise typer.BadParameter(
+                f"{name}: {exc.strerror or exc}", param_hint="--exclude-from"
+            ) from None
+        patterns.extend(line for line in lines if line.strip() and not line.startswith("#"))
+    return tuple(patterns)
+
+
+def _set_color(choice: str) -> None:
+    from parhash.output import set_color
+
+    if choice not in ("auto", "always", "never"):
+        raise typer.BadParameter("choose auto, always or never", param_hint="--color")
+    set_color(choice)
 
 
 class Outputs:
@@ -285,15 +406,19 @@ def run_scan(
     sort: bool,
     progress: bool | None,
     quiet: bool,
+    files_from: str | None = None,
+    null: bool = False,
 ) -> ExitCode:
     """Run a scan end to end; see ``guarded`` for how it can end."""
-    from parhash.pipeline import check_roots, run, scan_sources
+    from parhash.pipeline import check_roots, listed_source, run, scan_sources, stdin_record
     from parhash.progress import make_progress
     from parhash.report import make_reporter
 
     def body(outputs: Outputs) -> ExitCode:
         nonlocal options
-        roots = check_roots(paths)
+        wants_stdin = "-" in paths
+        roots = check_roots([p for p in paths if p != "-"])
+        listing = listed_source(files_from, null) if files_from else None
         stream = outputs.open(output).stream if output else sys.stdout.buffer
         if output:
             options = replace(options, walk=own_files_skipped(options.walk, outputs, output))
@@ -305,20 +430,35 @@ def run_scan(
             tag=tag,
             zero=zero,
             sort=sort,
-            options={
-                "follow_symlinks": options.walk.follow_symlinks,
-                "one_file_system": options.walk.one_file_system,
-                "exclude": list(options.walk.exclude),
-            },
+            options=_manifest_options(options),
         )
-        reporter.begin(roots)
-        sources = scan_sources(roots, options.walk)
+        reporter.begin(roots + (["-"] if wants_stdin else []))
+        sources = list(scan_sources(roots, options.walk))
+        if listing is not None:
+            sources.append(listing)
+        if wants_stdin:  # hashed here, first: the workers cannot read our stdin
+            sources.insert(0, stdin_record(sys.stdin.buffer, options.algos))
         summary = run(sources, options, reporter, make_progress(progress, quiet))
         if not quiet:
             print_summary(summary)
         return ExitCode.FILE_ERRORS if summary.errors else ExitCode.OK
 
     return guarded(body, where=output or "stdout")
+
+
+def _manifest_options(options) -> dict:
+    """The walk settings a json manifest records in its header."""
+    walk = options.walk
+    return {
+        "follow_symlinks": walk.follow_symlinks,
+        "one_file_system": walk.one_file_system,
+        "exclude": list(walk.exclude),
+        "max_depth": walk.max_depth,
+        "hidden": walk.hidden,
+        "gitignore": walk.gitignore,
+        "min_size": options.min_size,
+        "max_size": options.max_size,
+    }
 
 
 def own_files_skipped(walk, outputs: Outputs, *paths: str):
@@ -335,15 +475,22 @@ def own_files_skipped(walk, outputs: Outputs, *paths: str):
 
 
 def print_summary(summary) -> None:
-    """The one human line at the end of a scan, on stderr."""
-    from parhash.progress import human_bytes
+    """The human end of a scan, on stderr: one line, then the first errors again."""
+    from parhash.output import paint
+    from parhash.progress import human_bytes, human_seconds
 
     rate = summary.bytes / summary.elapsed if summary.elapsed > 0 else 0.0
+    errors = f"{summary.errors:,} error" + ("" if summary.errors == 1 else "s")
     err(
         f"parhash: hashed {summary.files - summary.errors:,} files, "
-        f"{human_bytes(summary.bytes)} in {summary.elapsed:.2f} s "
-        f"({human_bytes(rate)}/s), {summary.errors:,} errors"
+        f"{human_bytes(summary.bytes)} in {human_seconds(summary.elapsed)} "
+        f"({human_bytes(rate)}/s), " + (paint(errors, "error") if summary.errors else errors)
     )
+    for record in summary.first_errors:
+        err(f"  {sanitize(record.path)}: {sanitize(record.error or '')}")
+    hidden = summary.errors - len(summary.first_errors)
+    if hidden > 0:
+        err(f"  and {hidden:,} more; see --format jsonl")
 
 
 def _silence_stdout() -> None:
@@ -527,11 +674,12 @@ def audit(
     follow_symlinks: FollowSymlinks = False,
     one_file_system: OneFileSystem = False,
     exclude: Exclude = None,
+    exclude_from: ExcludeFrom = None,
+    max_depth: MaxDepth = None,
+    hidden: Hidden = True,
     jobs: Jobs = None,
     progress: Progress = None,
-    color: Annotated[
-        str, typer.Option("--color", metavar="WHEN", help="auto, always or never.")
-    ] = "auto",
+    color: Color = "auto",
 ) -> None:
     """Compare a tree with a saved manifest and report exactly what changed."""
     from parhash.audit import CLASSES
@@ -544,12 +692,13 @@ def audit(
             f"unknown class {unknown[0]!r}; choose from: {', '.join(CLASSES)}",
             param_hint="--fail-on",
         )
-    if color not in ("auto", "always", "never"):
-        raise typer.BadParameter("choose auto, always or never", param_hint="--color")
+    _set_color(color)
     walk = WalkOptions(
         follow_symlinks=follow_symlinks,
         one_file_system=one_file_system,
-        exclude=tuple(exclude or ()),
+        exclude=_excludes(exclude, exclude_from),
+        max_depth=max_depth,
+        hidden=hidden,
     )
     code = run_audit(
         manifest,
@@ -588,16 +737,15 @@ def run_audit(
     from parhash.pipeline import ScanOptions, check_roots, run, scan_sources
     from parhash.progress import make_progress
     from parhash.report import make_reporter
-    from parhash.walk import ExcludeMatcher
+    from parhash.walk import PathFilter
 
     def body(outputs: Outputs) -> ExitCode:
         info = read_info(manifest, algo)
-        excludes = ExcludeMatcher(walk.exclude)
+        admitted = PathFilter(walk)
         store = AuditStore()
         try:
-            keep = lambda key: not excludes.excluded_path(key)  # noqa: E731
             store.register_roots(info.roots)
-            store.load_manifest(iter_entries(info), keep, manifest)
+            store.load_manifest(iter_entries(info), admitted, manifest)
             if root is not None and len(store.roots) > 1:
                 raise FatalError(
                     f"{manifest} has {len(store.roots)} roots; ROOT can replace only one"

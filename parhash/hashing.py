@@ -10,8 +10,9 @@ import errno
 import hashlib
 import os
 import stat
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 import xxhash
 
@@ -196,14 +197,44 @@ class LongPathOpener:
 _long_paths = LongPathOpener()
 
 
-def hash_file(path: str, algo: Algorithm, follow: bool) -> RawResult:
+@dataclass(frozen=True)
+class HashSettings:
+    """What every worker needs to know besides the batch: sent once per task (it is tiny)."""
+
+    algos: tuple[str, ...] = ("xxh3",)
+    #: Files outside [min_size, max_size] are skipped after the worker's fstat (no read).
+    min_size: int | None = None
+    max_size: int | None = None
+    #: Defer files with more than one hard link to the parent, which has one of them read
+    #: and gives its digest to every path of the inode.
+    dedupe_links: bool = False
+
+
+class Deferred(NamedTuple):
+    """A result that is not a digest yet: a file with several hard links, read only once."""
+
+    dev: int
+    ino: int
+    size: int
+    mtime_ns: int
+
+
+def hash_file(
+    path: str,
+    algos: Algorithm | Sequence[Algorithm],
+    follow: bool,
+    settings: HashSettings | None = None,
+) -> RawResult | Deferred | None:
     """Hash one file in constant memory; every per-file problem becomes an error string.
 
     The file is opened before anything else is trusted: fstat on the open descriptor decides
     whether it is a regular file (a FIFO is never read), and a second fstat after reading
     catches a file that changed while it was hashed, which would otherwise yield a digest
-    of bytes that never existed together on disk.
+    of bytes that never existed together on disk. With several algorithms the digest is a
+    tuple, all computed from the one read. ``None``: skipped by a size filter.
     """
+    if isinstance(algos, Algorithm):
+        algos = (algos,)
     try:
         fd = _long_paths.open(path, _BASE_FLAGS if follow else _BASE_FLAGS | _NOFOLLOW)
     except OSError as exc:
@@ -212,7 +243,11 @@ def hash_file(path: str, algo: Algorithm, follow: bool) -> RawResult:
         before = os.fstat(fd)
         if not stat.S_ISREG(before.st_mode):
             return (None, None, None, f"not a regular file ({file_kind(before.st_mode)})")
-        digest, total = _read_and_hash(fd, before.st_size, algo)
+        if settings is not None:
+            early = _filtered(before, settings)
+            if early is not False:
+                return early  # type: ignore[return-value]
+        digests, total = _read_and_hash(fd, before.st_size, algos)
         after = os.fstat(fd)
     except OSError as exc:
         return (None, None, None, describe_oserror(exc))
@@ -224,29 +259,76 @@ def hash_file(path: str, algo: Algorithm, follow: bool) -> RawResult:
         or (before.st_size and total != before.st_size)
     ):
         return (None, None, None, "file changed while being read")
-    return (total, before.st_mtime_ns, digest, None)
+    return (total, before.st_mtime_ns, digests[0] if len(digests) == 1 else tuple(digests), None)
 
 
-def _read_and_hash(fd: int, size: int, algo: Algorithm) -> tuple[str, int]:
+def _filtered(st: os.stat_result, settings: HashSettings) -> Deferred | bool | None:
+    """Skip (None), defer (a hard link), or go on and read (False)."""
+    size = st.st_size
+    if settings.min_size is not None and size < settings.min_size:
+        return None
+    if settings.max_size is not None and size > settings.max_size:
+        return None
+    if settings.dedupe_links and st.st_nlink > 1:
+        return Deferred(st.st_dev, st.st_ino, size, st.st_mtime_ns)
+    return False
+
+
+def _read_and_hash(fd: int, size: int, algos: Sequence[Algorithm]) -> tuple[list[str], int]:
     """Read ``fd`` to EOF through the reused buffer; one-shot hash when it fits in one read."""
     buf, view = _get_buffer()
     n = os.readv(fd, [buf])
     if n < CHUNK_SIZE and n >= size:
         # The whole file came in one short read: the common case for small files, and the
         # one-shot call skips creating a hash object (30 ns instead of ~100 ns for xxh3).
-        return algo.oneshot(view[:n]), n
+        data = view[:n]
+        return [algo.oneshot(data) for algo in algos], n
     if size > CHUNK_SIZE and hasattr(os, "posix_fadvise"):
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
-    hasher = algo.new()
+    hashers = [algo.new() for algo in algos]
     total = 0
     while n:
-        hasher.update(view[:n])  # type: ignore[attr-defined]
+        data = view[:n]
+        for hasher in hashers:
+            hasher.update(data)  # type: ignore[attr-defined]
         total += n
         n = os.readv(fd, [buf])
-    return hasher.hexdigest(), total  # type: ignore[attr-defined]
+    return [hasher.hexdigest() for hasher in hashers], total  # type: ignore[attr-defined]
 
 
-def hash_batch(batch: Batch, algo_name: str) -> tuple[int, list[RawResult]]:
-    """Worker entry point: hash every file of a batch, in order. Never raises for a file."""
-    algo = get_algorithm(batch.algo or algo_name)
-    return batch.batch_id, [hash_file(p, algo, batch.follow) for p in batch.paths]
+def hash_stream(stream, names: Sequence[str]) -> tuple[int, list[str]]:
+    """Hash a byte stream to its end (stdin) through the reused buffer."""
+    buf, view = _get_buffer()
+    hashers = [get_algorithm(name).new() for name in names]
+    total = 0
+    while n := stream.readinto(buf):
+        data = view[:n]
+        for hasher in hashers:
+            hasher.update(data)  # type: ignore[attr-defined]
+        total += n
+    return total, [hasher.hexdigest() for hasher in hashers]  # type: ignore[attr-defined]
+
+
+def parse_algorithms(spec: str) -> tuple[str, ...]:
+    """``"sha256,xxh3"`` -> canonical names, in order, without repeats; KeyError if unknown."""
+    names: list[str] = []
+    for part in spec.split(","):
+        name = get_algorithm(part).name
+        if name not in names:
+            names.append(name)
+    if not names:
+        raise KeyError(spec)
+    return tuple(names)
+
+
+def hash_batch(batch: Batch, settings: HashSettings) -> tuple[int, list]:
+    """Worker entry point: hash every file of a batch, in order. Never raises for a file.
+
+    A batch that resolves hard links (``batch.read_links``) reads them instead of deferring.
+    """
+    names = (batch.algo,) if batch.algo else settings.algos
+    algos = [get_algorithm(name) for name in names]
+    if batch.read_links and settings.dedupe_links:
+        settings = replace(settings, dedupe_links=False)
+    follow = batch.follow
+    return batch.batch_id, [hash_file(p, algos, follow, settings) for p in batch.paths]

@@ -6,7 +6,7 @@ that cost is on the hot path of a 100,000-file scan.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +37,8 @@ class FileRecord:
     error: str | None = None
     #: For ``check``: the checksum-file line this record verifies.
     expected: Expected | None = None
+    #: With several algorithms (``-a sha256,xxh3``): the digests after the first, in order.
+    extra: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -55,13 +57,15 @@ class Batch:
     root: str
     follow: bool
     paths: tuple[str, ...]
-    #: Error records the walker produced while filling this batch; they ride along so that
-    #: every record, good or bad, reaches the consumer through the one bounded channel.
-    errors: tuple[FileRecord, ...] = ()
+    #: Records made before hashing (the walker's error records, stdin's digest); they ride
+    #: along so that every record reaches the consumer through the one bounded channel.
+    ready: tuple[FileRecord, ...] = ()
     #: Algorithm for this batch when it is not the run's default (``check`` of mixed files).
     algo: str | None = None
     #: For ``check``: what each path is expected to hash to, parallel to ``paths``.
     expected: tuple[Expected, ...] = ()
+    #: Read files with several hard links (the one read of an inode) instead of deferring.
+    read_links: bool = False
 
 
 @dataclass(slots=True)
@@ -72,6 +76,11 @@ class Summary:
     bytes: int = 0
     errors: int = 0
     elapsed: float = 0.0
+    #: The first few error records, listed again after the summary line.
+    first_errors: list[FileRecord] = field(default_factory=list)
+
+    #: How many error records the summary lists.
+    LISTED_ERRORS = 10
 
     def add(self, record: FileRecord) -> None:
         self.files += 1
@@ -79,3 +88,5 @@ class Summary:
             self.bytes += record.size or 0
         else:
             self.errors += 1
+            if len(self.first_errors) < self.LISTED_ERRORS:
+                self.first_errors.append(record)

@@ -113,6 +113,34 @@ def sanitize(text: str) -> str:
     return _UNSAFE.sub(_escape_char, text)
 
 
+_color = "auto"
+
+_STYLES = {"warning": "\x1b[33m", "error": "\x1b[1;31m", "ok": "\x1b[32m", "dim": "\x1b[2m"}
+
+
+def set_color(choice: str) -> None:
+    """``auto`` (stderr is a terminal and NO_COLOR is unset), ``always`` or ``never``."""
+    global _color
+    _color = choice
+
+
+def color_enabled(stream=None) -> bool:
+    if _color == "always":
+        return True
+    if _color == "never" or os.environ.get("NO_COLOR"):
+        return False
+    stream = stream or sys.stderr
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def paint(text: str, style: str, stream=None) -> str:
+    """``text`` in a colour when colours are on for ``stream`` (stderr by default)."""
+    return f"{_STYLES[style]}{text}\x1b[0m" if color_enabled(stream) else text
+
+
 def err(message: str) -> None:
     """Write one line of human text to stderr (never stdout: stdout carries data only)."""
     try:

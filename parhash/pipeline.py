@@ -7,7 +7,9 @@ Check and audit reuse both: they only bring their own roots and their own sink.
 
 from __future__ import annotations
 
+import os
 import queue
+import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -15,7 +17,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from parhash.exit_codes import FatalError
-from parhash.hashing import DEFAULT_ALGORITHM, RawResult, get_algorithm
+from parhash.hashing import DEFAULT_ALGORITHM, HashSettings, parse_algorithms
+from parhash.links import LinkResolver
 from parhash.model import Batch, Expected, FileRecord, Summary
 from parhash.walk import WalkOptions, classify_root, walk_directory
 
@@ -36,24 +39,43 @@ QUEUE_DEPTH = 16
 class ScanOptions:
     """Everything that decides which files are hashed and how."""
 
-    algo: str = DEFAULT_ALGORITHM
+    algo: str = DEFAULT_ALGORITHM  #: one name, or several: "sha256,xxh3"
     jobs: int | None = None
     walk: WalkOptions = field(default_factory=WalkOptions)
+    min_size: int | None = None
+    max_size: int | None = None
+    #: Read a multiply-linked inode once and give every path its record.
+    dedupe_links: bool = True
+
+    @property
+    def algos(self) -> tuple[str, ...]:
+        return parse_algorithms(self.algo)
+
+    def hash_settings(self) -> HashSettings:
+        return HashSettings(self.algos, self.min_size, self.max_size, self.dedupe_links)
 
 
 def scan_options(
     algo: str = DEFAULT_ALGORITHM,
     jobs: int | None = None,
     *,
-    follow_symlinks: bool = False,
-    one_file_system: bool = False,
-    exclude: Iterable[str] = (),
+    min_size: int | None = None,
+    max_size: int | None = None,
+    dedupe_links: bool = True,
+    **walk: object,
 ) -> ScanOptions:
-    """ScanOptions from flat keyword arguments: what the CLI and ``parhash.scan`` take."""
-    walk = WalkOptions(
-        follow_symlinks=follow_symlinks, one_file_system=one_file_system, exclude=tuple(exclude)
+    """ScanOptions from flat keyword arguments (``walk`` takes WalkOptions' fields): what
+    the CLI and ``parhash.scan`` take."""
+    if "exclude" in walk:
+        walk["exclude"] = tuple(walk["exclude"])  # type: ignore[arg-type]
+    return ScanOptions(
+        algo=algo,
+        jobs=jobs,
+        walk=WalkOptions(**walk),  # type: ignore[arg-type]
+        min_size=min_size,
+        max_size=max_size,
+        dedupe_links=dedupe_links,
     )
-    return ScanOptions(algo=algo, jobs=jobs, walk=walk)
 
 
 @dataclass
@@ -112,6 +134,49 @@ def scan_sources(roots: list[str], walk: WalkOptions) -> Iterator[Source]:
             yield Source(root, True, (root,))
 
 
+def listed_source(name: str, null: bool) -> Source:
+    """``--files-from``: exactly the listed paths, one per line (or NUL-terminated with
+    ``--null``), streamed. Listed symlinks are followed, as for command-line paths; a path
+    that does not exist or is not a regular file becomes an error record like any other."""
+    if name == "-":
+        stream = sys.stdin.buffer
+    else:
+        try:
+            stream = open(name, "rb")  # noqa: SIM115 - closed by the generator
+        except OSError as exc:
+            raise FatalError(f"{name}: {exc.strerror or exc}") from None
+    return Source(".", True, _listed_paths(stream, b"\0" if null else b"\n"))
+
+
+def _listed_paths(stream, separator: bytes) -> Iterator[str]:
+    try:
+        tail = b""
+        while chunk := stream.read(1 << 16):
+            parts = (tail + chunk).split(separator)
+            tail = parts.pop()
+            for raw in parts:
+                if raw:
+                    yield os.fsdecode(raw)
+        if tail:
+            yield os.fsdecode(tail)
+    finally:
+        if stream is not sys.stdin.buffer:
+            stream.close()
+
+
+def stdin_record(stream, algos: tuple[str, ...]) -> Source:
+    """``parhash scan -``: hash standard input here, in the parent, like ``sha256sum -``."""
+    from parhash.hashing import hash_stream
+
+    try:
+        size, digests = hash_stream(stream, algos)
+    except OSError as exc:
+        record = FileRecord("-", "-", None, None, None, f"cannot read stdin: {exc.strerror}")
+    else:
+        record = FileRecord("-", "-", size, None, digests[0], None, None, tuple(digests[1:]))
+    return Source("-", True, (record,))
+
+
 class _BatchBuilder:
     """Accumulates one batch; flushed by size, by a change of algorithm, or by the caller."""
 
@@ -123,19 +188,19 @@ class _BatchBuilder:
     def reset(self, algo: str | None) -> None:
         self.algo = algo
         self.paths: list[str] = []
-        self.errors: list[FileRecord] = []
+        self.ready: list[FileRecord] = []
         self.expected: list[Expected] = []
 
     def __len__(self) -> int:
-        return len(self.paths) + len(self.errors)
+        return len(self.paths) + len(self.ready)
 
-    def build(self, source: Source, paths: list[str], errors, expected) -> Batch:
+    def build(self, source: Source, paths: list[str], ready, expected) -> Batch:
         batch = Batch(
             self.next_id,
             source.root,
             source.follow,
             tuple(paths),
-            tuple(errors),
+            tuple(ready),
             self.algo,
             tuple(expected),
         )
@@ -143,7 +208,7 @@ class _BatchBuilder:
         return batch
 
     def take(self, source: Source) -> Batch:
-        batch = self.build(source, self.paths, self.errors, self.expected)
+        batch = self.build(source, self.paths, self.ready, self.expected)
         self.size = min(self.size * 2, MAX_BATCH)
         self.reset(self.algo)
         return batch
@@ -154,7 +219,7 @@ class _BatchBuilder:
         parts = max(1, min(parts, len(self.paths)))
         for i in range(parts):
             expected = self.expected[i::parts] if self.expected else []
-            yield self.build(source, self.paths[i::parts], self.errors if i == 0 else [], expected)
+            yield self.build(source, self.paths[i::parts], self.ready if i == 0 else [], expected)
         self.reset(self.algo)
 
 
@@ -176,7 +241,7 @@ def make_batches(sources: Iterable[Source], processes: int, found: WalkProgress)
                 builder.paths.append(item)  # type: ignore[arg-type]
                 found.files_found += 1
             elif kind is FileRecord:
-                builder.errors.append(item)  # type: ignore[arg-type]
+                builder.ready.append(item)  # type: ignore[arg-type]
             else:
                 entry: Expected = item  # type: ignore[assignment]
                 if entry.algo != builder.algo:
@@ -193,16 +258,30 @@ def make_batches(sources: Iterable[Source], processes: int, found: WalkProgress)
         yield from builder.split(last, processes)
 
 
-def to_records(batch: Batch, raw: list[RawResult]) -> list[FileRecord]:
-    """Join a batch's paths with its workers' results, walker errors first."""
+def to_records(batch: Batch, raw: list, links: LinkResolver | None) -> list[FileRecord]:
+    """Join a batch's paths with its workers' results, walker errors first.
+
+    A result is a tuple (size, mtime_ns, digest or digests, error), ``None`` for a file a
+    size filter skipped, or ``Deferred`` for a hard link (``links`` makes its record).
+    """
     root = batch.root
-    records = list(batch.errors)
-    if batch.expected:
-        for entry, (size, mtime_ns, digest, error) in zip(batch.expected, raw, strict=True):
-            records.append(FileRecord(entry.path, root, size, mtime_ns, digest, error, entry))
-        return records
-    for path, (size, mtime_ns, digest, error) in zip(batch.paths, raw, strict=True):
-        records.append(FileRecord(path, root, size, mtime_ns, digest, error))
+    records = list(batch.ready)
+    expected = batch.expected
+    for i, (path, result) in enumerate(zip(batch.paths, raw, strict=True)):
+        if type(result) is tuple:
+            size, mtime_ns, digest, error = result
+            entry = expected[i] if expected else None
+            if type(digest) is tuple:
+                records.append(
+                    FileRecord(path, root, size, mtime_ns, digest[0], error, entry, digest[1:])
+                )
+            else:
+                records.append(FileRecord(path, root, size, mtime_ns, digest, error, entry))
+        elif result is not None:
+            assert links is not None, "a Deferred result needs a LinkResolver"
+            records.extend(links.defer(batch, i, result))
+    if batch.read_links and links is not None:
+        records.extend(links.settle(batch, raw[0]))
     return records
 
 
@@ -210,25 +289,29 @@ def make_executor(options: ScanOptions):
     """``--jobs 1`` hashes in-process; otherwise a Pool (imported only when needed)."""
     from parhash.pool import InlineExecutor, default_jobs
 
+    settings = options.hash_settings()
     jobs = options.jobs or default_jobs()
     if jobs <= 1:
-        return InlineExecutor(options.algo), 1
+        return InlineExecutor(settings), 1
     from parhash.pool import PoolExecutor
 
-    return PoolExecutor(options.algo, jobs), jobs
+    return PoolExecutor(settings, jobs), jobs
 
 
 def iter_batches(
     sources: Iterable[Source], options: ScanOptions, found: WalkProgress | None = None
 ) -> Iterator[list[FileRecord]]:
     """Stream record lists (one per batch) for ``sources``; the pool lives as long as this."""
-    get_algorithm(options.algo)  # unknown names fail here, before any process starts
+    parse_algorithms(options.algo)  # unknown names fail here, before any process starts
     executor, processes = make_executor(options)
+    links = LinkResolver(executor) if options.dedupe_links else None
     batches = make_batches(sources, processes, found or WalkProgress())
     results = executor.results(batches)
     try:
         for batch, raw in results:
-            yield to_records(batch, raw)
+            records = to_records(batch, raw, links)
+            if records:
+                yield records
     finally:
         results.close()  # type: ignore[attr-defined]
 

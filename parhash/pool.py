@@ -27,6 +27,7 @@ keeps ``Pool.imap_unordered`` (the design we chose) while behaving like
 from __future__ import annotations
 
 import functools
+import itertools
 import multiprocessing
 import os
 import signal
@@ -36,7 +37,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
 
-from parhash.hashing import RawResult, hash_batch
+from parhash.hashing import HashSettings, hash_batch
 from parhash.model import Batch
 
 #: Seconds between liveness checks of the workers. Short enough that a killed worker is
@@ -65,28 +66,31 @@ def _init_worker() -> None:
 class InlineExecutor:
     """Hash in the calling process (``--jobs 1``): deterministic, no IPC, nothing to clean up."""
 
-    def __init__(self, algo_name: str) -> None:
-        self.algo_name = algo_name
+    def __init__(self, settings: HashSettings) -> None:
+        self.settings = settings
+        self.injected: deque[Batch] = deque()
+        self._ids = itertools.count(-1, -1)
 
-    def results(self, batches: Iterable[Batch]) -> Iterator[tuple[Batch, list[RawResult]]]:
+    def inject(self, batch: Batch) -> int:
+        """Queue an extra batch (a hard link's one read); returns the id it was given."""
+        batch = replace(batch, batch_id=next(self._ids))
+        self.injected.append(batch)
+        return batch.batch_id
+
+    def results(self, batches: Iterable[Batch]) -> Iterator[tuple[Batch, list]]:
         for batch in batches:
-            yield batch, hash_batch(batch, self.algo_name)[1]
+            yield batch, hash_batch(batch, self.settings)[1]
+            while self.injected:  # queued while the consumer handled the last result
+                extra = self.injected.popleft()
+                yield extra, hash_batch(extra, self.settings)[1]
 
 
 class _Gate:
-    """The input side of one pool generation: retries first, then fresh batches, one permit each."""
+    """The input side of one pool generation: retries, injected batches, then the walker's,
+    one permit each."""
 
-    def __init__(
-        self,
-        source: Iterator[Batch],
-        source_lock: threading.Lock,
-        retry: deque[Batch],
-        inflight: dict[int, Batch],
-        permits: int,
-    ) -> None:
-        self.source = source
-        self.source_lock = source_lock
-        self.retry = retry
+    def __init__(self, executor: PoolExecutor, inflight: dict[int, Batch], permits: int) -> None:
+        self.executor = executor
         self.inflight = inflight
         self.permits = threading.Semaphore(permits)
         self.stop = threading.Event()
@@ -96,9 +100,7 @@ class _Gate:
             while not self.permits.acquire(timeout=GATE_POLL):
                 if self.stop.is_set():
                     return
-            if self.stop.is_set():
-                return
-            batch = self._next_batch()
+            batch = None if self.stop.is_set() else self._next_batch()
             if batch is None:
                 return
             # Registered before it is handed to the Pool: if the pool breaks now, the batch
@@ -107,31 +109,54 @@ class _Gate:
             yield batch
 
     def _next_batch(self) -> Batch | None:
-        if self.retry:
-            return self.retry.popleft()
-        # The lock serializes the walker between an old pool's task-handler thread that is
-        # winding down and the new pool's: a generator cannot run on two threads at once.
-        with self.source_lock:
-            return next(self.source, None)
+        executor = self.executor
+        while True:
+            if executor.retry:
+                return executor.retry.popleft()
+            if executor.injected:
+                return executor.injected.popleft()
+            if not executor.exhausted:
+                # The lock serializes the walker between an old pool's task-handler thread
+                # that is winding down and the new pool's: a generator runs on one thread.
+                with executor.source_lock:
+                    batch = next(executor.source, None)
+                if batch is not None:
+                    return batch
+                executor.exhausted = True
+            # The walk is over; only results still in flight can ask for more (a hard
+            # link's one read). Their entries leave ``inflight`` after the consumer is done.
+            if not self.inflight and not executor.injected and not executor.retry:
+                return None
+            if self.stop.wait(GATE_POLL / 10):
+                return None
 
 
 class PoolExecutor:
     """Hash in ``processes`` worker processes with bounded memory and dead-worker recovery."""
 
-    def __init__(self, algo_name: str, processes: int) -> None:
-        self.algo_name = algo_name
+    def __init__(self, settings: HashSettings, processes: int) -> None:
+        self.settings = settings
         self.processes = processes
         self.worker_deaths = 0
+        self.retry: deque[Batch] = deque()
+        self.injected: deque[Batch] = deque()
+        self.exhausted = False
+        self.source: Iterator[Batch] = iter(())
+        self.source_lock = threading.Lock()
+        self._ids = itertools.count(-1, -1)  # extra batches never collide with the walker's
 
-    def results(self, batches: Iterable[Batch]) -> Iterator[tuple[Batch, list[RawResult]]]:
-        source = iter(batches)
-        source_lock = threading.Lock()
-        retry: deque[Batch] = deque()
+    def inject(self, batch: Batch) -> int:
+        """Queue an extra batch (a hard link's one read); returns the id it was given."""
+        batch = replace(batch, batch_id=next(self._ids))
+        self.injected.append(batch)
+        return batch.batch_id
+
+    def results(self, batches: Iterable[Batch]) -> Iterator[tuple[Batch, list]]:
+        self.source = iter(batches)
         retried: set[int] = set()
-        next_id = [-1]  # retry batches get negative ids, never colliding with the walker's
         while True:
             inflight: dict[int, Batch] = {}
-            gate = _Gate(source, source_lock, retry, inflight, PERMITS_PER_PROCESS * self.processes)
+            gate = _Gate(self, inflight, PERMITS_PER_PROCESS * self.processes)
             broken = yield from self._one_generation(gate)
             if not broken:
                 return
@@ -140,23 +165,32 @@ class PoolExecutor:
                 if batch.batch_id in retried:
                     yield batch, [(None, None, None, WORKER_DIED)] * len(batch.paths)
                     continue
-                for i, path in enumerate(batch.paths):
-                    expected = (batch.expected[i],) if batch.expected else ()
-                    single = replace(
-                        batch, batch_id=next_id[0], paths=(path,), errors=(), expected=expected
-                    )
-                    retried.add(next_id[0])
-                    next_id[0] -= 1
-                    retry.append(single)
-                if batch.errors:
-                    yield replace(batch, paths=(), expected=()), []
+                yield from self._retry_once(batch, retried)
 
-    def _one_generation(self, gate: _Gate) -> Iterator[tuple[Batch, list[RawResult]]]:
+    def _retry_once(self, batch: Batch, retried: set[int]) -> Iterator[tuple[Batch, list]]:
+        """Queue a lost batch again, one file per batch, so a file that kills its worker
+        takes only itself down the second time. A one-file batch keeps its id (a hard
+        link's read is awaited by id)."""
+        if len(batch.paths) == 1 and not batch.ready:
+            retried.add(batch.batch_id)
+            self.retry.append(batch)
+            return
+        for i, path in enumerate(batch.paths):
+            expected = (batch.expected[i],) if batch.expected else ()
+            single = replace(
+                batch, batch_id=next(self._ids), paths=(path,), ready=(), expected=expected
+            )
+            retried.add(single.batch_id)
+            self.retry.append(single)
+        if batch.ready:
+            yield replace(batch, paths=(), expected=()), []
+
+    def _one_generation(self, gate: _Gate) -> Iterator[tuple[Batch, list]]:
         """Run one Pool until the input is exhausted (returns False) or a worker dies (True)."""
         before = {p.pid for p in multiprocessing.active_children()}
         pool = multiprocessing.Pool(self.processes, initializer=_init_worker)
         workers = {p.pid for p in multiprocessing.active_children()} - before
-        task = functools.partial(hash_batch, algo_name=self.algo_name)
+        task = functools.partial(hash_batch, settings=self.settings)
         broken = False
         try:
             it = pool.imap_unordered(task, gate, chunksize=1)
@@ -172,9 +206,11 @@ class PoolExecutor:
                         broken = True
                         return True
                     continue
-                batch = gate.inflight.pop(batch_id)
+                yield gate.inflight[batch_id], raw
+                # Only now, after the consumer handled it (and maybe injected a batch), is
+                # the batch done: the gate ends the input when nothing is in flight.
+                del gate.inflight[batch_id]
                 gate.permits.release()
-                yield batch, raw
                 if time.monotonic() - last_check > 1.0:
                     last_check = time.monotonic()
                     if not _all_alive(workers):

@@ -9,16 +9,30 @@ from __future__ import annotations
 import sys
 import time
 
-from parhash.output import err, sanitize
+from parhash.output import err, paint, sanitize
 
 
 def human_bytes(n: float) -> str:
-    """Decimal units, as disks and network links are sold (1 MB = 10**6 bytes)."""
+    """Decimal units, as disks are sold (1 MB = 10**6 bytes), three significant digits."""
     for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        if abs(n) < 999.5 or unit == "TB":
+            if unit == "B":
+                return f"{n:.0f} B"
+            return (
+                f"{n:.2f} {unit}" if n < 10 else f"{n:.1f} {unit}" if n < 100 else f"{n:.0f} {unit}"
+            )
         n /= 1000
     raise AssertionError("unreachable")
+
+
+def human_seconds(seconds: float) -> str:
+    """``0.83 s``, ``12.4 s``, ``3 min 05 s``."""
+    if seconds < 10:
+        return f"{seconds:.2f} s"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, rest = divmod(int(seconds + 0.5), 60)
+    return f"{minutes} min {rest:02d} s"
 
 
 class NullProgress:
@@ -28,7 +42,7 @@ class NullProgress:
         pass
 
     def warn(self, message: str) -> None:
-        err(f"parhash: warning: {sanitize(message)}")
+        err(f"parhash: {paint('warning:', 'warning')} {sanitize(message)}")
 
     def close(self) -> None:
         pass
@@ -66,7 +80,9 @@ class TqdmProgress:
         self.bar.set_postfix_str(f"{human_bytes(self.bytes)}, {human_bytes(rate)}/s", refresh=False)
 
     def warn(self, message: str) -> None:
-        self._tqdm.write(f"parhash: warning: {sanitize(message)}", file=sys.stderr)
+        self._tqdm.write(
+            f"parhash: {paint('warning:', 'warning')} {sanitize(message)}", file=sys.stderr
+        )
 
     def close(self) -> None:
         self._set_postfix(time.monotonic())

@@ -17,7 +17,7 @@ import sys
 import time
 from typing import BinaryIO
 
-from parhash.hashing import get_algorithm
+from parhash.hashing import get_algorithm, parse_algorithms
 from parhash.model import FileRecord, Summary
 from parhash.sums import format_line
 from parhash.walk import child_prefix
@@ -28,7 +28,8 @@ FORMATS = ("sums", "jsonl", "json", "csv")
 #: a key changes meaning or disappears (new keys may be added without a bump).
 MANIFEST_VERSION = 1
 
-#: Column order of csv output, and key order of jsonl/json records.
+#: Column order of csv output, and key order of jsonl/json records (with several algorithms
+#: one more column/key per algorithm follows, named after it).
 FIELDS = ("path", "size", "mtime", "algo", "hash", "error", "root")
 
 _encode_json_str = json.encoder.encode_basestring  # type: ignore[attr-defined]
@@ -61,7 +62,10 @@ class Reporter:
 
     def __init__(self, stream: BinaryIO, algo: str, *, relative: bool = False) -> None:
         self.stream = stream
-        self.algo = get_algorithm(algo).name
+        #: Several algorithms (``-a sha256,xxh3``): the first is ``algo``/``hash``, and each
+        #: gets a field of its own in jsonl/json/csv.
+        self.algos = parse_algorithms(algo)
+        self.algo = self.algos[0]
         self.relative = relative
 
     def begin(self, roots: list[str]) -> None:
@@ -85,35 +89,55 @@ class SumsReporter(Reporter):
         self, stream: BinaryIO, algo: str, *, relative: bool = False, tag: bool = False, zero=False
     ) -> None:
         super().__init__(stream, algo, relative=relative)
-        self.tag = get_algorithm(algo).tag if tag else None
+        # Several digests per file are only unambiguous with their algorithm on each line:
+        # then every file gets one tagged line per algorithm.
+        self.tags = (
+            [get_algorithm(a).tag for a in self.algos] if tag or len(self.algos) > 1 else None
+        )
         self.zero = zero
         self.escape_cr = self.algo != "blake3"  # b3sum rejects the \r escape
 
     def write(self, records: list[FileRecord]) -> None:
-        lines = [
-            format_line(
-                r.digest,
-                display_path(r, self.relative),
-                tag=self.tag,
-                zero=self.zero,
-                escape_cr=self.escape_cr,
-            )
-            for r in records
-            if r.digest is not None
-        ]
+        if self.tags is not None and len(self.tags) > 1:
+            lines = [
+                format_line(digest, display_path(r, self.relative), tag=tag, zero=self.zero)
+                for r in records
+                if r.digest is not None
+                for tag, digest in zip(self.tags, (r.digest, *r.extra), strict=True)
+            ]
+        else:
+            tag = self.tags[0] if self.tags else None
+            lines = [
+                format_line(
+                    r.digest,
+                    display_path(r, self.relative),
+                    tag=tag,
+                    zero=self.zero,
+                    escape_cr=self.escape_cr,
+                )
+                for r in records
+                if r.digest is not None
+            ]
         if lines:
             self.stream.write("".join(lines).encode("utf-8", "surrogateescape"))
 
 
-def _json_record(record: FileRecord, algo: str, relative: bool) -> str:
+def _json_record(record: FileRecord, algos: tuple[str, ...], relative: bool) -> str:
     size = "null" if record.size is None else record.size
     mtime = "null" if record.mtime_ns is None else record.mtime_ns
     digest = "null" if record.digest is None else f'"{record.digest}"'
     error = "null" if record.error is None else json_string(record.error)
+    more = ""
+    if len(algos) > 1:
+        digests = (record.digest, *record.extra) if record.digest else (None,) * len(algos)
+        more = "".join(
+            f', "{a}": ' + ("null" if d is None else f'"{d}"')
+            for a, d in zip(algos, digests, strict=True)
+        )
     return (
         f'{{"path": {json_string(display_path(record, relative))}, "size": {size}, '
-        f'"mtime": {mtime}, "algo": "{algo}", "hash": {digest}, "error": {error}, '
-        f'"root": {json_string(record.root)}}}'
+        f'"mtime": {mtime}, "algo": "{algos[0]}", "hash": {digest}, "error": {error}, '
+        f'"root": {json_string(record.root)}{more}}}'
     )
 
 
@@ -122,7 +146,7 @@ class JsonlReporter(Reporter):
 
     def write(self, records: list[FileRecord]) -> None:
         if records:
-            text = "\n".join(_json_record(r, self.algo, self.relative) for r in records)
+            text = "\n".join(_json_record(r, self.algos, self.relative) for r in records)
             self.stream.write((text + "\n").encode("utf-8"))
 
 
@@ -143,6 +167,7 @@ class JsonReporter(Reporter):
             "tool_version": __version__,
             "manifest_version": MANIFEST_VERSION,
             "algo": self.algo,
+            "algos": list(self.algos),
             "roots": [os.fsdecode(r) for r in roots],
             "relative": self.relative,
             "options": self.options,
@@ -155,7 +180,7 @@ class JsonReporter(Reporter):
     def write(self, records: list[FileRecord]) -> None:
         if not records:
             return
-        text = ",\n".join(_json_record(r, self.algo, self.relative) for r in records)
+        text = ",\n".join(_json_record(r, self.algos, self.relative) for r in records)
         if not self.first:
             text = ",\n" + text
         self.first = False
@@ -177,23 +202,25 @@ class CsvReporter(Reporter):
     """RFC 4180 CSV with a header row, same columns as jsonl; empty cells for null."""
 
     def begin(self, roots: list[str]) -> None:
-        self._emit([FIELDS])
+        self.multi = len(self.algos) > 1
+        self._emit([FIELDS + (self.algos if self.multi else ())])
 
     def write(self, records: list[FileRecord]) -> None:
-        self._emit(
-            [
-                (
-                    display_path(r, self.relative),
-                    "" if r.size is None else r.size,
-                    "" if r.mtime_ns is None else r.mtime_ns,
-                    self.algo,
-                    r.digest or "",
-                    r.error or "",
-                    r.root,
-                )
-                for r in records
+        rows = []
+        for r in records:
+            row = [
+                display_path(r, self.relative),
+                "" if r.size is None else r.size,
+                "" if r.mtime_ns is None else r.mtime_ns,
+                self.algo,
+                r.digest or "",
+                r.error or "",
+                r.root,
             ]
-        )
+            if self.multi:
+                row.extend((r.digest, *r.extra) if r.digest else [""] * len(self.algos))
+            rows.append(row)
+        self._emit(rows)
 
     def _emit(self, rows: list) -> None:
         buf = io.StringIO()

@@ -28,6 +28,12 @@ class WalkOptions:
     follow_symlinks: bool = False
     one_file_system: bool = False
     exclude: tuple[str, ...] = ()
+    #: Deepest level listed: 1 is the root's own entries (fd's ``--max-depth``); None: no limit.
+    max_depth: int | None = None
+    #: Include names starting with ``.`` (an integrity tool must see them: on by default).
+    hidden: bool = True
+    #: Honour ``.gitignore`` files (and skip ``.git`` directories), like fd and ripgrep.
+    gitignore: bool = False
     #: (st_dev, st_ino) of files never to list: parhash's own output file and its temporary
     #: file when they sit inside the tree being hashed.
     skip_files: frozenset[tuple[int, int]] = frozenset()
@@ -62,6 +68,24 @@ class ExcludeMatcher:
         if self._name is not None and self._name.match(name):
             return True
         return self._path is not None and self._path.match(rel) is not None
+
+
+class PathFilter:
+    """Would the walker reach this path (relative to the root)? For an audit's manifest side,
+    so that what the walk leaves out (--exclude, --no-hidden, --max-depth) is neither added
+    nor removed. (.gitignore files are read from the tree and cannot be judged here.)"""
+
+    def __init__(self, options: WalkOptions) -> None:
+        self.excludes = ExcludeMatcher(options.exclude)
+        self.options = options
+
+    def __call__(self, rel: str) -> bool:
+        parts = rel.split(os.sep)
+        if self.options.max_depth is not None and len(parts) > self.options.max_depth:
+            return False
+        if not self.options.hidden and any(p.startswith(".") for p in parts):
+            return False
+        return not self.excludes.excluded_path(rel)
 
 
 def _compile(patterns: list[str]) -> re.Pattern[str] | None:
@@ -103,6 +127,19 @@ def walk_directory(root: str, options: WalkOptions) -> Iterator[str | FileRecord
     return _Walk(root, options).run()
 
 
+@dataclass(frozen=True, slots=True)
+class _Dir:
+    """A directory waiting on the walker's stack, with what its walk inherits."""
+
+    path: str
+    rel: str  #: relative to the root, with a trailing separator ("" for the root)
+    depth: int  #: the root is 0
+    ancestors: _Ancestor | None  #: for loop detection under --follow-symlinks
+    ignores: tuple[
+        tuple[str, object], ...
+    ]  #: (.gitignore's directory rel, its spec), outermost first
+
+
 class _Walk:
     """One walk of one root: settings compiled once, and the stack of directories to visit."""
 
@@ -115,8 +152,7 @@ class _Walk:
         self.skip_inodes = {ino for _, ino in options.skip_files}
         self.root_dev = 0
         self.long_paths = LongPathOpener()
-        # Each entry: (directory path, path relative to root with trailing sep, ancestors).
-        self.stack: list[tuple[str, str, _Ancestor | None]] = []
+        self.stack: list[_Dir] = []
 
     def run(self) -> Iterator[str | FileRecord]:
         try:
@@ -126,15 +162,15 @@ class _Walk:
             return
         self.root_dev = st.st_dev
         ancestors = _Ancestor(st.st_dev, st.st_ino, None) if self.follow else None
-        self.stack.append((self.root, "", ancestors))
+        self.stack.append(_Dir(self.root, "", 0, ancestors, ()))
         while self.stack:
-            dirpath, rel_dir, ancestors = self.stack.pop()
+            directory = self.stack.pop()
             try:
-                entries = self.list_directory(dirpath)
+                entries = self.list_directory(directory.path)
             except OSError as exc:
-                yield self.error(dirpath, f"cannot list directory: {describe_oserror(exc)}")
+                yield self.error(directory.path, f"cannot list directory: {describe_oserror(exc)}")
                 continue
-            yield from self.classify(entries, dirpath, rel_dir, ancestors)
+            yield from self.classify(entries, directory)
         self.long_paths.close()
 
     def list_directory(self, dirpath: str) -> list[os.DirEntry[str]]:
@@ -154,45 +190,67 @@ class _Walk:
             return sorted(it, key=_entry_name)
 
     def classify(
-        self,
-        entries: list[os.DirEntry[str]],
-        dirpath: str,
-        rel_dir: str,
-        ancestors: _Ancestor | None,
+        self, entries: list[os.DirEntry[str]], directory: _Dir
     ) -> Iterator[str | FileRecord]:
         """Yield a directory's files and error records; push its subdirectories."""
         follow = self.follow
         excludes = self.excludes
-        prefix = child_prefix(dirpath)
-        subdirs: list[tuple[str, str, _Ancestor | None]] = []
+        hidden = self.options.hidden
+        depth = directory.depth + 1
+        ignores = directory.ignores
+        if self.options.gitignore:
+            ignores = self.read_gitignore(entries, directory)
+        prefix = child_prefix(directory.path)
+        subdirs: list[_Dir] = []
         for entry in entries:
             name = entry.name
-            rel = rel_dir + name
-            if excludes and excludes.excluded(name, rel):
+            rel = directory.rel + name
+            if (excludes and excludes.excluded(name, rel)) or (not hidden and name[0] == "."):
                 continue
             path = prefix + name
             try:
                 if entry.is_file(follow_symlinks=follow):
+                    if ignores and _ignored(ignores, rel, False):
+                        continue
                     if self.skip_inodes and entry.inode() in self.skip_inodes:
-                        st = self.entry_stat(entry, dirpath, follow)
+                        st = self.entry_stat(entry, directory.path, follow)
                         if (st.st_dev, st.st_ino) in self.options.skip_files:
                             continue
                     yield path
                 elif entry.is_dir(follow_symlinks=follow):
-                    sub = self.descend(entry, dirpath, path, rel, ancestors)
+                    if self.options.max_depth is not None and depth >= self.options.max_depth:
+                        continue
+                    if self.options.gitignore and (name == ".git" or _ignored(ignores, rel, True)):
+                        continue
+                    sub = self.descend(entry, directory, path, rel, ignores)
                     if isinstance(sub, FileRecord):
                         yield sub
                     elif sub is not None:
                         subdirs.append(sub)
                 elif entry.is_symlink():
-                    if follow:
+                    if follow and not (ignores and _ignored(ignores, rel, False)):
                         yield self.error(path, _broken_link(path))
-                else:
-                    kind = file_kind(self.entry_stat(entry, dirpath, False).st_mode)
+                elif not (ignores and _ignored(ignores, rel, False)):
+                    kind = file_kind(self.entry_stat(entry, directory.path, False).st_mode)
                     yield self.error(path, f"not a regular file ({kind})")
             except OSError as exc:
                 yield self.error(path, describe_oserror(exc))
         self.stack.extend(reversed(subdirs))
+
+    def read_gitignore(self, entries: list[os.DirEntry[str]], directory: _Dir):
+        """The ignore chain for this directory's entries: its parent's, plus its own
+        ``.gitignore`` if it has one (an unreadable one is an error record, not a crash)."""
+        for entry in entries:
+            if entry.name == ".gitignore" and entry.is_file():
+                try:
+                    with open(entry.path, encoding="utf-8", errors="surrogateescape") as f:
+                        lines = f.read().splitlines()
+                except OSError:
+                    return directory.ignores
+                from pathspec import GitIgnoreSpec  # only --gitignore pays for the import
+
+                return (*directory.ignores, (directory.rel, GitIgnoreSpec.from_lines(lines)))
+        return directory.ignores
 
     def entry_stat(self, entry: os.DirEntry[str], dirpath: str, follow: bool) -> os.stat_result:
         """``entry.stat``, also for an entry whose full path is beyond PATH_MAX."""
@@ -205,28 +263,36 @@ class _Walk:
         return os.stat(entry.name, dir_fd=dir_fd, follow_symlinks=follow)
 
     def descend(
-        self,
-        entry: os.DirEntry[str],
-        dirpath: str,
-        path: str,
-        rel: str,
-        ancestors: _Ancestor | None,
-    ) -> tuple[str, str, _Ancestor | None] | FileRecord | None:
+        self, entry: os.DirEntry[str], parent: _Dir, path: str, rel: str, ignores
+    ) -> _Dir | FileRecord | None:
         """Whether to enter a subdirectory: a stack item, a loop error, or None (pruned)."""
         options = self.options
-        if not options.one_file_system and not options.follow_symlinks:
-            return (path, rel + os.sep, None)
-        st = self.entry_stat(entry, dirpath, options.follow_symlinks)
-        if options.one_file_system and st.st_dev != self.root_dev:
-            return None
-        if ancestors is not None:
-            if ancestors.contains(st.st_dev, st.st_ino):
-                return self.error(path, "file system loop: a symbolic link leads back to a parent")
-            ancestors = _Ancestor(st.st_dev, st.st_ino, ancestors)
-        return (path, rel + os.sep, ancestors)
+        ancestors = parent.ancestors
+        if options.one_file_system or options.follow_symlinks:
+            st = self.entry_stat(entry, parent.path, options.follow_symlinks)
+            if options.one_file_system and st.st_dev != self.root_dev:
+                return None
+            if ancestors is not None:
+                if ancestors.contains(st.st_dev, st.st_ino):
+                    return self.error(
+                        path, "file system loop: a symbolic link leads back to a parent"
+                    )
+                ancestors = _Ancestor(st.st_dev, st.st_ino, ancestors)
+        return _Dir(path, rel + os.sep, parent.depth + 1, ancestors, ignores)
 
     def error(self, path: str, message: str) -> FileRecord:
         return _error(path, self.root, message)
+
+
+def _ignored(ignores, rel: str, is_dir: bool) -> bool:
+    """Whether the .gitignore chain ignores ``rel``: the deepest file with a matching
+    pattern decides, and within a file the last match (``!pattern`` re-includes)."""
+    verdict = False
+    for base, spec in ignores:
+        result = spec.check_file(rel[len(base) :] + ("/" if is_dir else ""))
+        if result.include is not None:
+            verdict = result.include
+    return verdict
 
 
 def _broken_link(path: str) -> str:
@@ -246,6 +312,21 @@ def _entry_name(entry: os.DirEntry[str]) -> str:
 
 def _error(path: str, root: str, message: str) -> FileRecord:
     return FileRecord(path=path, root=root, size=None, mtime_ns=None, digest=None, error=message)
+
+
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+_SIZE_UNITS |= {u + "ib": v for u, v in _SIZE_UNITS.items() if u not in ("", "b")}
+_SIZE_UNITS |= {"kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
+
+
+def parse_size(text: str) -> int:
+    """``10K``, ``1.5M``, ``2G`` (powers of 1024, as find and du; ``KiB`` too), ``3MB``
+    (powers of 1000) or a plain byte count."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", text)
+    unit = match.group(2).lower() if match else ""
+    if match is None or unit not in _SIZE_UNITS:
+        raise ValueError(f"not a size: {text!r} (examples: 4096, 10K, 1.5M, 2G, 3MB)")
+    return int(float(match.group(1)) * _SIZE_UNITS[unit])
 
 
 def classify_root(path: str) -> str:

@@ -17,6 +17,7 @@ from conftest import run_unprivileged
 from parhash.hashing import (
     ALGORITHMS,
     CHUNK_SIZE,
+    HashSettings,
     get_algorithm,
     hash_batch,
     hash_file,
@@ -137,7 +138,7 @@ def test_hash_batch_keeps_order_and_errors(name, tmp_path):
         str(tmp_path / "b"),
     )
     batch = Batch(batch_id=42, root=str(tmp_path), follow=False, paths=paths)
-    batch_id, results = hash_batch(batch, name)
+    batch_id, results = hash_batch(batch, HashSettings((name,)))
     assert batch_id == 42
     assert len(results) == 4
     for path, result in zip(paths, results, strict=True):
@@ -152,7 +153,7 @@ def test_hash_batch_keeps_order_and_errors(name, tmp_path):
 
 def test_hash_batch_accepts_alias():
     batch = Batch(batch_id=0, root="/", follow=True, paths=())
-    assert hash_batch(batch, "XXH3_64") == (0, [])
+    assert hash_batch(batch, HashSettings(("XXH3_64",))) == (0, [])
 
 
 def test_missing_file_is_an_error_result(tmp_path):
