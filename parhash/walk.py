@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import fnmatch
+import operator
 import os
 import re
 import stat
@@ -182,12 +183,12 @@ class _Walk:
         """
         try:
             with os.scandir(dirpath) as it:
-                return sorted(it, key=_entry_name)
+                return sorted(it, key=_BY_NAME)
         except OSError as exc:
             if exc.errno != errno.ENAMETOOLONG:
                 raise
         with os.scandir(self.long_paths.open_dir(dirpath)) as it:
-            return sorted(it, key=_entry_name)
+            return sorted(it, key=_BY_NAME)
 
     def classify(
         self, entries: list[os.DirEntry[str]], directory: _Dir
@@ -306,8 +307,7 @@ def _broken_link(path: str) -> str:
     return f"not a regular file ({file_kind(st.st_mode)})"
 
 
-def _entry_name(entry: os.DirEntry[str]) -> str:
-    return entry.name
+_BY_NAME = operator.attrgetter("name")
 
 
 def _error(path: str, root: str, message: str) -> FileRecord:
