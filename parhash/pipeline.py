@@ -353,7 +353,14 @@ class _Writer(threading.Thread):
                 self.error = exc
 
     def put(self, records: list[FileRecord]) -> None:
-        """Block until there is room; re-raise a failure of the writer in the producer."""
+        """Block until there is room; re-raise a failure of the writer in the producer.
+
+        The thread starts with the first records, after the pool's workers were forked: a
+        fork while another thread runs can copy a lock that thread holds (Python 3.12+
+        warns about it), and the workers must never inherit the writer's stdout lock.
+        """
+        if not self.is_alive() and self.ident is None:
+            self.start()
         while True:
             if self.error is not None:
                 raise self.error
@@ -364,6 +371,8 @@ class _Writer(threading.Thread):
                 continue
 
     def finish(self) -> None:
+        if self.ident is None:
+            self.start()
         self.queue.put(_DONE)
         self.join()
         if self.error is not None:
@@ -386,7 +395,6 @@ def run(
     started = time.monotonic()
     found = WalkProgress()
     writer = _Writer(sink)
-    writer.start()
     stream = iter_batches(sources, options, found)
     try:
         for records in stream:

@@ -57,6 +57,9 @@ class TqdmProgress:
     def __init__(self) -> None:
         from tqdm import tqdm  # lazily: runs without a bar never import it
 
+        # No monitor thread: a thread alive when the pool forks its workers can leave them
+        # a lock it held; the bar is refreshed by our own updates anyway.
+        tqdm.monitor_interval = 0
         self._tqdm = tqdm
         self.bar = tqdm(
             total=None, unit=" files", file=sys.stderr, dynamic_ncols=True, desc="hashing"

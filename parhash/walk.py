@@ -230,7 +230,7 @@ class _Walk:
                         subdirs.append(sub)
                 elif entry.is_symlink():
                     if follow and not (ignores and _ignored(ignores, rel, False)):
-                        yield self.error(path, _broken_link(path))
+                        yield self.error(path, self.broken_link(entry, directory.path))
                 elif not (ignores and _ignored(ignores, rel, False)):
                     kind = file_kind(self.entry_stat(entry, directory.path, False).st_mode)
                     yield self.error(path, f"not a regular file ({kind})")
@@ -263,6 +263,16 @@ class _Walk:
         dir_fd = self.long_paths.open_dir(dirpath)
         return os.stat(entry.name, dir_fd=dir_fd, follow_symlinks=follow)
 
+    def broken_link(self, entry: os.DirEntry[str], dirpath: str) -> str:
+        """Why a followed symlink is neither a file nor a directory: dangling, or a FIFO..."""
+        try:
+            st = self.entry_stat(entry, dirpath, True)
+        except FileNotFoundError:
+            return "dangling symbolic link"
+        except OSError as exc:
+            return describe_oserror(exc)
+        return f"not a regular file ({file_kind(st.st_mode)})"
+
     def descend(
         self, entry: os.DirEntry[str], parent: _Dir, path: str, rel: str, ignores
     ) -> _Dir | FileRecord | None:
@@ -294,17 +304,6 @@ def _ignored(ignores, rel: str, is_dir: bool) -> bool:
         if result.include is not None:
             verdict = result.include
     return verdict
-
-
-def _broken_link(path: str) -> str:
-    """Why a followed symlink is neither a file nor a directory: dangling, or a FIFO etc."""
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return "dangling symbolic link"
-    except OSError as exc:
-        return describe_oserror(exc)
-    return f"not a regular file ({file_kind(st.st_mode)})"
 
 
 _BY_NAME = operator.attrgetter("name")
