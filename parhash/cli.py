@@ -511,7 +511,7 @@ def main() -> None:
     (EX_SOFTWARE); ``PARHASH_DEBUG=1`` shows the traceback for a bug report.
     """
     try:
-        app()
+        app(prog_name="parhash")  # also as `python -m parhash`, for completion scripts
     except KeyboardInterrupt:  # a second Ctrl-C while cleaning up
         os._exit(ExitCode.INTERRUPTED)
     except Exception as exc:

@@ -247,6 +247,8 @@ def hash_file(
         fd = _long_paths.open(path, _BASE_FLAGS if follow else _BASE_FLAGS | _NOFOLLOW)
     except OSError as exc:
         return (None, None, None, describe_oserror(exc, follow=follow))
+    except ValueError:  # a NUL in the name: no file can have it
+        return (None, None, None, "name holds a NUL byte")
     try:
         before = os.fstat(fd)
         if not stat.S_ISREG(before.st_mode):

@@ -148,7 +148,7 @@ def listed_source(name: str, null: bool) -> Source:
     return Source(".", True, _listed_paths(stream, b"\0" if null else b"\n"))
 
 
-def _listed_paths(stream, separator: bytes) -> Iterator[str]:
+def _listed_paths(stream, separator: bytes) -> Iterator[str | FileRecord]:
     try:
         tail = b""
         while chunk := stream.read(1 << 16):
@@ -156,12 +156,21 @@ def _listed_paths(stream, separator: bytes) -> Iterator[str]:
             tail = parts.pop()
             for raw in parts:
                 if raw:
-                    yield os.fsdecode(raw)
+                    yield _listed(raw)
         if tail:
-            yield os.fsdecode(tail)
+            yield _listed(tail)
     finally:
         if stream is not sys.stdin.buffer:
             stream.close()
+
+
+def _listed(raw: bytes) -> str | FileRecord:
+    path = os.fsdecode(raw)
+    if b"\0" in raw:  # a NUL-separated list read without --null
+        return FileRecord(
+            path, ".", None, None, None, "name holds a NUL byte (lists from -print0 need -0)"
+        )
+    return path
 
 
 def stdin_record(stream, algos: tuple[str, ...]) -> Source:

@@ -54,7 +54,9 @@ def display_path(record: FileRecord, relative: bool) -> str:
     prefix = child_prefix(record.root)
     if record.path.startswith(prefix):
         return record.path[len(prefix) :]
-    return os.path.basename(record.path.rstrip(os.sep)) or record.path
+    if record.path == record.root:  # a file named on the command line: its name
+        return os.path.basename(record.path.rstrip(os.sep)) or record.path
+    return record.path  # listed by --files-from: already relative to where it was listed
 
 
 class Reporter:
