@@ -14,7 +14,36 @@ from collections.abc import Iterable, Iterator
 from parhash.model import FileRecord, Summary
 
 __version__ = "0.1.0"
-__all__ = ["FileRecord", "Summary", "__version__", "scan"]
+__all__ = ["FileRecord", "Summary", "__version__", "main", "scan", "versions"]
+
+
+def main() -> None:
+    """Console-script entry point: ``--version`` is answered before the CLI (typer) is even
+    imported, so it costs little more than starting Python."""
+    import sys
+
+    if sys.argv[1:] in (["--version"], ["-V"]):
+        print(versions())
+        return
+    from parhash.cli import main as cli_main
+
+    cli_main()
+
+
+def versions() -> str:
+    """parhash's version and its hashing libraries' (read from the modules themselves:
+    importing importlib.metadata alone costs 30 ms)."""
+    import xxhash
+
+    try:
+        import blake3
+
+        b3 = f"blake3 {blake3.__version__}"
+    except ImportError:
+        b3 = "blake3 not installed"
+    return (
+        f"parhash {__version__} (xxhash {xxhash.VERSION}, libxxhash {xxhash.XXHASH_VERSION}, {b3})"
+    )
 
 
 def scan(

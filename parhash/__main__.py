@@ -1,6 +1,6 @@
 """``python -m parhash``."""
 
-from parhash.cli import main
+from parhash import main
 
 if __name__ == "__main__":
     main()

@@ -18,7 +18,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from parhash import __version__
+from parhash import versions
 from parhash.exit_codes import ExitCode, FatalError
 from parhash.hashing import ALGORITHMS, get_algorithm
 from parhash.output import err, sanitize
@@ -53,21 +53,9 @@ class Interrupted(Exception):
         self.code = code
 
 
-def _versions() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    parts = []
-    for dist in ("xxhash", "blake3"):
-        try:
-            parts.append(f"{dist} {version(dist)}")
-        except PackageNotFoundError:
-            parts.append(f"{dist} not installed")
-    return f"parhash {__version__} ({', '.join(parts)})"
-
-
 def _version_callback(value: bool) -> None:
     if value:
-        typer.echo(_versions())
+        typer.echo(versions())
         raise typer.Exit()
 
 

@@ -7,6 +7,7 @@ Check and audit reuse both: they only bring their own roots and their own sink.
 
 from __future__ import annotations
 
+import itertools
 import os
 import queue
 import sys
@@ -294,13 +295,20 @@ def to_records(batch: Batch, raw: list, links: LinkResolver | None) -> list[File
     return records
 
 
-def make_executor(options: ScanOptions):
-    """``--jobs 1`` hashes in-process; otherwise a Pool (imported only when needed)."""
+#: A walk that is over after at most this many files is hashed in-process: starting a pool
+#: costs more than hashing a handful of files (and ``parhash scan small/`` starts faster).
+INLINE_LIMIT = 32
+
+
+def make_executor(options: ScanOptions, found: WalkProgress | None = None):
+    """``--jobs 1``, or a walk already over with few files, hashes in-process; otherwise a
+    Pool (imported only when needed). Returns the executor and its number of processes."""
     from parhash.pool import InlineExecutor, default_jobs
 
     settings = options.hash_settings()
     jobs = options.jobs or default_jobs()
-    if jobs <= 1:
+    small = found is not None and found.done and found.files_found <= INLINE_LIMIT
+    if jobs <= 1 or small:
         return InlineExecutor(settings), 1
     from parhash.pool import PoolExecutor
 
@@ -310,12 +318,21 @@ def make_executor(options: ScanOptions):
 def iter_batches(
     sources: Iterable[Source], options: ScanOptions, found: WalkProgress | None = None
 ) -> Iterator[list[FileRecord]]:
-    """Stream record lists (one per batch) for ``sources``; the pool lives as long as this."""
+    """Stream record lists (one per batch) for ``sources``; the pool lives as long as this.
+
+    The first batch is made before any executor exists, so an empty or tiny walk never
+    starts a pool.
+    """
     parse_algorithms(options.algo)  # unknown names fail here, before any process starts
-    executor, processes = make_executor(options)
+    found = found or WalkProgress()
+    jobs = 1 if options.jobs == 1 else (options.jobs or _default_jobs())
+    batches = make_batches(sources, jobs, found)
+    first = next(batches, None)
+    if first is None:
+        return
+    executor, _ = make_executor(options, found)
     links = LinkResolver(executor) if options.dedupe_links else None
-    batches = make_batches(sources, processes, found or WalkProgress())
-    results = executor.results(batches)
+    results = executor.results(itertools.chain((first,), batches))
     try:
         for batch, raw in results:
             records = to_records(batch, raw, links)
@@ -323,6 +340,12 @@ def iter_batches(
                 yield records
     finally:
         results.close()  # type: ignore[attr-defined]
+
+
+def _default_jobs() -> int:
+    from parhash.pool import default_jobs
+
+    return default_jobs()
 
 
 def iter_records(roots: Iterable[str], options: ScanOptions) -> Iterator[FileRecord]:
