@@ -961,8 +961,11 @@ def test_version(tmp_path):
     result = run_cli("--version", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     text = result.stdout.decode()
+    import xxhash
+
     assert text.strip() == (
-        f"parhash {version('parhash')} (xxhash {version('xxhash')}, blake3 {version('blake3')})"
+        f"parhash {version('parhash')} (xxhash {version('xxhash')}, "
+        f"libxxhash {xxhash.XXHASH_VERSION}, blake3 {version('blake3')})"
     )
     import parhash
 
