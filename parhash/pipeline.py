@@ -295,20 +295,15 @@ def to_records(batch: Batch, raw: list, links: LinkResolver | None) -> list[File
     return records
 
 
-#: A walk that is over after at most this many files is hashed in-process: starting a pool
-#: costs more than hashing a handful of files (and ``parhash scan small/`` starts faster).
-INLINE_LIMIT = 32
-
-
-def make_executor(options: ScanOptions, found: WalkProgress | None = None):
-    """``--jobs 1``, or a walk already over with few files, hashes in-process; otherwise a
-    Pool (imported only when needed). Returns the executor and its number of processes."""
+def make_executor(options: ScanOptions):
+    """``--jobs 1`` hashes in-process; otherwise a Pool (imported only when needed). A walk
+    with few files still gets the pool: they may be four files of 512 MiB each.
+    Returns the executor and its number of processes."""
     from parhash.pool import InlineExecutor, default_jobs
 
     settings = options.hash_settings()
     jobs = options.jobs or default_jobs()
-    small = found is not None and found.done and found.files_found <= INLINE_LIMIT
-    if jobs <= 1 or small:
+    if jobs <= 1:
         return InlineExecutor(settings), 1
     from parhash.pool import PoolExecutor
 
@@ -320,8 +315,8 @@ def iter_batches(
 ) -> Iterator[list[FileRecord]]:
     """Stream record lists (one per batch) for ``sources``; the pool lives as long as this.
 
-    The first batch is made before any executor exists, so an empty or tiny walk never
-    starts a pool.
+    The first batch is made before any executor exists, so an empty walk never starts a
+    pool.
     """
     parse_algorithms(options.algo)  # unknown names fail here, before any process starts
     found = found or WalkProgress()
@@ -330,7 +325,7 @@ def iter_batches(
     first = next(batches, None)
     if first is None:
         return
-    executor, _ = make_executor(options, found)
+    executor, _ = make_executor(options)
     links = LinkResolver(executor) if options.dedupe_links else None
     results = executor.results(itertools.chain((first,), batches))
     try:
