@@ -111,14 +111,15 @@ def describe_oserror(exc: OSError, *, follow: bool = True) -> str:
 
 # Per-process reusable read buffer: a fresh bytes object per read makes the allocator grow
 # and trim its heap for every file (450k page faults on a 2,000-file corpus, measured).
-_buffer: tuple[bytearray, memoryview] | None = None
+_buffer: tuple[bytearray, memoryview, list[bytearray]] | None = None
 
 
-def _get_buffer() -> tuple[bytearray, memoryview]:
+def _get_buffer() -> tuple[bytearray, memoryview, list[bytearray]]:
+    """The buffer, a view of it, and the one-element list ``os.readv`` takes."""
     global _buffer
     if _buffer is None:
         data = bytearray(CHUNK_SIZE)
-        _buffer = (data, memoryview(data))
+        _buffer = (data, memoryview(data), [data])
     return _buffer
 
 
@@ -207,11 +208,6 @@ class HashSettings:
     #: and gives its digest to every path of the inode.
     dedupe_links: bool = False
 
-    @property
-    def filters(self) -> bool:
-        """Whether a size filter applies (checked per file, so kept cheap)."""
-        return self.min_size is not None or self.max_size is not None
-
 
 class Deferred(NamedTuple):
     """A result that is not a digest yet: a file with several hard links, read only once."""
@@ -244,22 +240,29 @@ def hash_file(
     if isinstance(algos, Algorithm):
         algos = (algos,)
     try:
-        fd = _long_paths.open(path, _BASE_FLAGS if follow else _BASE_FLAGS | _NOFOLLOW)
+        fd = os.open(path, _BASE_FLAGS if follow else _BASE_FLAGS | _NOFOLLOW)
     except OSError as exc:
-        return (None, None, None, describe_oserror(exc, follow=follow))
+        if exc.errno != errno.ENAMETOOLONG:
+            return (None, None, None, describe_oserror(exc, follow=follow))
+        try:
+            fd = _long_paths.open(path, _BASE_FLAGS if follow else _BASE_FLAGS | _NOFOLLOW)
+        except OSError as exc:
+            return (None, None, None, describe_oserror(exc, follow=follow))
     except ValueError:  # a NUL in the name: no file can have it
         return (None, None, None, "name holds a NUL byte")
     try:
         before = os.fstat(fd)
-        if not stat.S_ISREG(before.st_mode):
+        if before.st_mode & 0o170000 != stat.S_IFREG:
             return (None, None, None, f"not a regular file ({file_kind(before.st_mode)})")
-        if settings is not None and (settings.filters or before.st_nlink > 1):
+        if settings is not None and (
+            before.st_nlink > 1 or settings.min_size is not None or settings.max_size is not None
+        ):
             early = _filtered(before, settings)
             if early is not False:
                 return early  # type: ignore[return-value]
         size = before.st_size
-        buf, view = _buffer or _get_buffer()
-        n = os.readv(fd, [buf])
+        _, view, bufs = _buffer or _get_buffer()
+        n = os.readv(fd, bufs)
         if n == size and n < CHUNK_SIZE:
             # The whole file in one read, at the size it had when opened: the common case
             # for small files, and the one-shot call skips creating a hash object.
@@ -296,7 +299,7 @@ def _filtered(st: os.stat_result, settings: HashSettings) -> Deferred | bool | N
 
 def _read_and_hash(fd: int, size: int, n: int, algos: Sequence[Algorithm]) -> tuple[list[str], int]:
     """Hash ``fd`` to EOF, starting with the ``n`` bytes already in the buffer."""
-    buf, view = _get_buffer()
+    _, view, bufs = _get_buffer()
     if size > CHUNK_SIZE and hasattr(os, "posix_fadvise"):
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
     hashers = [algo.new() for algo in algos]
@@ -306,13 +309,13 @@ def _read_and_hash(fd: int, size: int, n: int, algos: Sequence[Algorithm]) -> tu
         for hasher in hashers:
             hasher.update(data)  # type: ignore[attr-defined]
         total += n
-        n = os.readv(fd, [buf])
+        n = os.readv(fd, bufs)
     return [hasher.hexdigest() for hasher in hashers], total  # type: ignore[attr-defined]
 
 
 def hash_stream(stream, names: Sequence[str]) -> tuple[int, list[str]]:
     """Hash a byte stream to its end (stdin) through the reused buffer."""
-    buf, view = _get_buffer()
+    buf, view, _ = _get_buffer()
     hashers = [get_algorithm(name).new() for name in names]
     total = 0
     while n := stream.readinto(buf):

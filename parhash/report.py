@@ -107,6 +107,16 @@ class SumsReporter(Reporter):
                 if r.digest is not None
                 for tag, digest in zip(self.tags, (r.digest, *r.extra), strict=True)
             ]
+        elif self.tags is None and not self.zero and not self.relative:
+            # The common case, kept to one f-string per file: plain lines, and the full
+            # formatter only for the rare name that needs escaping.
+            lines = [
+                f"{r.digest}  {r.path}\n"
+                if "\\" not in r.path and "\n" not in r.path and "\r" not in r.path
+                else format_line(r.digest, r.path, escape_cr=self.escape_cr)
+                for r in records
+                if r.digest is not None
+            ]
         else:
             tag = self.tags[0] if self.tags else None
             lines = [

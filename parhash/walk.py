@@ -125,6 +125,14 @@ def walk_directory(root: str, options: WalkOptions) -> Iterator[str | FileRecord
     dangling link is an error record. Other non-regular files (FIFOs, sockets, devices) are
     error records: they are never opened.
     """
+    for paths, records in walk_listings(root, options):
+        yield from records
+        yield from paths
+
+
+def walk_listings(root: str, options: WalkOptions) -> Iterator[tuple[list[str], list[FileRecord]]]:
+    """``walk_directory`` one directory at a time: (file paths, error records) per listing,
+    what the batcher consumes (a list per directory costs less than a resumption per file)."""
     return _Walk(root, options).run()
 
 
@@ -155,11 +163,11 @@ class _Walk:
         self.long_paths = LongPathOpener()
         self.stack: list[_Dir] = []
 
-    def run(self) -> Iterator[str | FileRecord]:
+    def run(self) -> Iterator[tuple[list[str], list[FileRecord]]]:
         try:
             st = os.stat(self.root)
         except OSError as exc:
-            yield self.error(self.root, f"cannot list directory: {describe_oserror(exc)}")
+            yield [], [self.error(self.root, f"cannot list directory: {describe_oserror(exc)}")]
             return
         self.root_dev = st.st_dev
         ancestors = _Ancestor(st.st_dev, st.st_ino, None) if self.follow else None
@@ -169,9 +177,10 @@ class _Walk:
             try:
                 entries = self.list_directory(directory.path)
             except OSError as exc:
-                yield self.error(directory.path, f"cannot list directory: {describe_oserror(exc)}")
+                error = f"cannot list directory: {describe_oserror(exc)}"
+                yield [], [self.error(directory.path, error)]
                 continue
-            yield from self.classify(entries, directory)
+            yield self.classify(entries, directory)
         self.long_paths.close()
 
     def list_directory(self, dirpath: str) -> list[os.DirEntry[str]]:
@@ -192,51 +201,73 @@ class _Walk:
 
     def classify(
         self, entries: list[os.DirEntry[str]], directory: _Dir
-    ) -> Iterator[str | FileRecord]:
-        """Yield a directory's files and error records; push its subdirectories."""
+    ) -> tuple[list[str], list[FileRecord]]:
+        """A directory's files and error records; its subdirectories go on the stack.
+
+        Builds lists instead of yielding per entry: the walker runs in the parent process,
+        whose time per file bounds the whole run on trees of small files.
+        """
         follow = self.follow
+        options = self.options
         excludes = self.excludes
-        hidden = self.options.hidden
-        depth = directory.depth + 1
         ignores = directory.ignores
-        if self.options.gitignore:
+        if options.gitignore:
             ignores = self.read_gitignore(entries, directory)
+        plain = not (excludes or ignores or self.skip_inodes or not options.hidden)
         prefix = child_prefix(directory.path)
+        paths: list[str] = []
+        records: list[FileRecord] = []
         subdirs: list[_Dir] = []
         for entry in entries:
             name = entry.name
-            rel = directory.rel + name
-            if (excludes and excludes.excluded(name, rel)) or (not hidden and name[0] == "."):
-                continue
-            path = prefix + name
             try:
-                if entry.is_file(follow_symlinks=follow):
-                    if ignores and _ignored(ignores, rel, False):
+                if plain:
+                    if entry.is_file(follow_symlinks=follow):
+                        paths.append(prefix + name)
                         continue
-                    if self.skip_inodes and entry.inode() in self.skip_inodes:
-                        st = self.entry_stat(entry, directory.path, follow)
-                        if (st.st_dev, st.st_ino) in self.options.skip_files:
-                            continue
-                    yield path
-                elif entry.is_dir(follow_symlinks=follow):
-                    if self.options.max_depth is not None and depth >= self.options.max_depth:
+                elif self.excluded(entry, name, directory, ignores):
+                    continue
+                elif entry.is_file(follow_symlinks=follow):
+                    paths.append(prefix + name)
+                    continue
+                path = prefix + name
+                if entry.is_dir(follow_symlinks=follow):
+                    depth = directory.depth + 1
+                    if options.max_depth is not None and depth >= options.max_depth:
                         continue
-                    if self.options.gitignore and (name == ".git" or _ignored(ignores, rel, True)):
-                        continue
-                    sub = self.descend(entry, directory, path, rel, ignores)
+                    sub = self.descend(entry, directory, path, directory.rel + name, ignores)
                     if isinstance(sub, FileRecord):
-                        yield sub
+                        records.append(sub)
                     elif sub is not None:
                         subdirs.append(sub)
                 elif entry.is_symlink():
-                    if follow and not (ignores and _ignored(ignores, rel, False)):
-                        yield self.error(path, self.broken_link(entry, directory.path))
-                elif not (ignores and _ignored(ignores, rel, False)):
+                    if follow:
+                        records.append(self.error(path, self.broken_link(entry, directory.path)))
+                else:
                     kind = file_kind(self.entry_stat(entry, directory.path, False).st_mode)
-                    yield self.error(path, f"not a regular file ({kind})")
+                    records.append(self.error(path, f"not a regular file ({kind})"))
             except OSError as exc:
-                yield self.error(path, describe_oserror(exc))
+                records.append(self.error(prefix + name, describe_oserror(exc)))
         self.stack.extend(reversed(subdirs))
+        return paths, records
+
+    def excluded(self, entry: os.DirEntry[str], name: str, directory: _Dir, ignores: tuple) -> bool:
+        """--exclude, --no-hidden, .gitignore and parhash's own output files."""
+        rel = directory.rel + name
+        if self.excludes and self.excludes.excluded(name, rel):
+            return True
+        if not self.options.hidden and name[0] == ".":
+            return True
+        is_dir = entry.is_dir(follow_symlinks=self.follow)
+        if self.options.gitignore:
+            if is_dir and name == ".git":
+                return True
+            if ignores and _ignored(ignores, rel, is_dir):
+                return True
+        if self.skip_inodes and not is_dir and entry.inode() in self.skip_inodes:
+            st = self.entry_stat(entry, directory.path, self.follow)
+            return (st.st_dev, st.st_ino) in self.options.skip_files
+        return False
 
     def read_gitignore(self, entries: list[os.DirEntry[str]], directory: _Dir):
         """The ignore chain for this directory's entries: its parent's, plus its own
