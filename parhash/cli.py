@@ -231,6 +231,13 @@ def scan(
             help="Read a file with several hard links once; every path gets its record.",
         ),
     ] = True,
+    hdd: Annotated[
+        bool,
+        typer.Option(
+            "--hdd",
+            help="Gentle on spinning disks: one reader (-j 1), files read in inode order.",
+        ),
+    ] = False,
     progress: Progress = None,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress bar and no summary line.")
@@ -243,7 +250,8 @@ def scan(
     _set_color(color)
     options = scan_options(
         algo,
-        jobs,
+        1 if hdd else jobs,
+        inode_order=hdd,
         min_size=_size_option(min_size, "--min-size"),
         max_size=_size_option(max_size, "--max-size"),
         dedupe_links=dedupe_links,

@@ -13,6 +13,7 @@ import io
 import json
 import os
 import pty
+import random
 import re
 import shlex
 import shutil
@@ -1047,3 +1048,29 @@ def test_help_has_examples(tmp_path, command):
     ]
     assert len(commands) >= 2, text
     assert any(f"parhash {command}" in line for line in commands), commands
+
+
+def test_hdd_reads_one_directory_in_inode_order(tmp_path):
+    """--hdd: one reader, and each directory's files in inode order (creation order here),
+    not name order; without it, -j1 walks names in sorted order."""
+    tree = tmp_path / "t"
+    tree.mkdir()
+    names = [f"f{i:02d}" for i in range(30)]
+    rng = random.Random(7)
+    created = names[:]
+    rng.shuffle(created)
+    for name in created:
+        (tree / name).write_bytes(name.encode())
+    by_inode = sorted(names, key=lambda n: os.stat(tree / n).st_ino)
+    assert by_inode != names  # the test means something only if the orders differ
+
+    hdd = run_cli("scan", "--hdd", "-q", "-a", "sha256", tree)
+    assert hdd.returncode == 0, hdd.stderr
+    order = [line.split("  ", 1)[1].rsplit("/", 1)[1] for line in hdd.text.splitlines()]
+    assert order == by_inode
+    for line in hdd.text.splitlines():
+        digest, path = line.split("  ", 1)
+        assert digest == hashlib.sha256(os.path.basename(path).encode()).hexdigest()
+
+    plain = run_cli("scan", "-j1", "-q", tree)
+    assert [line.rsplit("/", 1)[1] for line in plain.text.splitlines()] == names
