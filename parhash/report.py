@@ -69,6 +69,7 @@ class Reporter:
         self.algos = parse_algorithms(algo)
         self.algo = self.algos[0]
         self.relative = relative
+        self.roots: dict[str, str] = {}  # root -> its JSON string (jsonl/json)
 
     def begin(self, roots: list[str]) -> None:
         """Called once before the first record (a header, if the format has one)."""
@@ -134,11 +135,18 @@ class SumsReporter(Reporter):
             self.stream.write("".join(lines).encode("utf-8", "surrogateescape"))
 
 
-def _json_record(record: FileRecord, algos: tuple[str, ...], relative: bool) -> str:
+def _json_record(
+    record: FileRecord, algos: tuple[str, ...], relative: bool, roots: dict[str, str]
+) -> str:
+    """One record as a JSON object; ``roots`` caches each root's JSON string (every record
+    of a root repeats it, and the parent formats one record per file)."""
     size = "null" if record.size is None else record.size
     mtime = "null" if record.mtime_ns is None else record.mtime_ns
     digest = "null" if record.digest is None else f'"{record.digest}"'
     error = "null" if record.error is None else json_string(record.error)
+    root = roots.get(record.root)
+    if root is None:
+        root = roots[record.root] = json_string(record.root)
     more = ""
     if len(algos) > 1:
         digests = (record.digest, *record.extra) if record.digest else (None,) * len(algos)
@@ -149,7 +157,7 @@ def _json_record(record: FileRecord, algos: tuple[str, ...], relative: bool) -> 
     return (
         f'{{"path": {json_string(display_path(record, relative))}, "size": {size}, '
         f'"mtime": {mtime}, "algo": "{algos[0]}", "hash": {digest}, "error": {error}, '
-        f'"root": {json_string(record.root)}{more}}}'
+        f'"root": {root}{more}}}'
     )
 
 
@@ -158,7 +166,9 @@ class JsonlReporter(Reporter):
 
     def write(self, records: list[FileRecord]) -> None:
         if records:
-            text = "\n".join(_json_record(r, self.algos, self.relative) for r in records)
+            text = "\n".join(
+                _json_record(r, self.algos, self.relative, self.roots) for r in records
+            )
             self.stream.write((text + "\n").encode("utf-8"))
 
 
@@ -192,7 +202,7 @@ class JsonReporter(Reporter):
     def write(self, records: list[FileRecord]) -> None:
         if not records:
             return
-        text = ",\n".join(_json_record(r, self.algos, self.relative) for r in records)
+        text = ",\n".join(_json_record(r, self.algos, self.relative, self.roots) for r in records)
         if not self.first:
             text = ",\n" + text
         self.first = False
