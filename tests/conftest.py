@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import signal
@@ -113,3 +114,22 @@ def run_unprivileged(func: Callable[[], object], cwd: str) -> object:
     kind, value = pickle.loads(data)
     assert kind == "ok", value
     return value
+
+
+@contextlib.contextmanager
+def deadline(seconds: float):
+    """Fail (instead of hanging) if the block blocks longer than ``seconds``.
+
+    A raising SIGALRM handler interrupts a blocking open()/read() in the main thread.
+    """
+
+    def on_alarm(signum, frame):
+        raise TimeoutError(f"blocked for more than {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import random
-import signal
 from collections.abc import Callable
 
 import blake3
 import pytest
 import xxhash
-from conftest import run_unprivileged
+from conftest import deadline, run_unprivileged
 
 from parhash.hashing import (
     ALGORITHMS,
@@ -68,25 +66,6 @@ def sized_files(tmp_path_factory) -> dict[int, str]:
         path.write_bytes(payload(size))
         files[size] = str(path)
     return files
-
-
-@contextlib.contextmanager
-def deadline(seconds: float):
-    """Fail (instead of hanging) if the block blocks longer than ``seconds``.
-
-    A raising SIGALRM handler interrupts a blocking open()/read() in the main thread.
-    """
-
-    def on_alarm(signum, frame):
-        raise TimeoutError(f"blocked for more than {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def test_reference_table_covers_every_algorithm():

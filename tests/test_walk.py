@@ -2,34 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import os
-import signal
 import socket
 import sys
 from pathlib import Path
 
-from conftest import run_unprivileged
+from conftest import deadline, run_unprivileged
 
 from parhash.model import FileRecord
 from parhash.walk import WalkOptions, walk_directory
-
-
-@contextlib.contextmanager
-def deadline(seconds: float):
-    """Fail instead of hanging: SIGALRM raises in the main thread, even inside a syscall."""
-
-    def on_alarm(signum, frame):
-        raise TimeoutError(f"walk took more than {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def walk(root: str | os.PathLike, limit: int = 10_000, **options) -> list[str | FileRecord]:
