@@ -21,7 +21,7 @@ import typer
 from parhash import versions
 from parhash.exit_codes import ExitCode, FatalError
 from parhash.hashing import ALGORITHMS, get_algorithm
-from parhash.output import err, sanitize
+from parhash.output import color_enabled, err, sanitize
 
 EXIT_CODES_HELP = (
     "Exit status: 0 all files hashed; 1 some files could not be hashed (error records); "
@@ -620,14 +620,6 @@ AUDIT_EPILOG = (
 )
 
 
-def _color_enabled(choice: str) -> bool:
-    if choice == "always":
-        return True
-    if choice == "never" or os.environ.get("NO_COLOR"):
-        return False
-    return sys.stdout.isatty()
-
-
 @app.command(epilog=AUDIT_EPILOG)
 def audit(
     manifest: Annotated[
@@ -707,7 +699,7 @@ def audit(
         algo=_check_algo(algo) if algo else None,
         jobs=jobs,
         progress=progress,
-        color=_color_enabled(color),
+        color=color_enabled(sys.stdout),  # the report is on stdout: colour if that is a TTY
     )
     raise typer.Exit(int(code))
 
