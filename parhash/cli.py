@@ -86,7 +86,7 @@ def _on_sigterm(signum: int, frame: object) -> None:
 Jobs = Annotated[
     Optional[int],
     typer.Option(
-        "--jobs", "-j", min=1, metavar="N", help="Worker processes (default: usable CPUs)."
+        "--jobs", "-j", min=1, metavar="N", help="Worker processes (default: 2 x usable CPUs)."
     ),
 ]
 Progress = Annotated[
