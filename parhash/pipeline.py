@@ -447,14 +447,12 @@ def run(
     stream = iter_batches(sources, options, found)
     try:
         for records in stream:
-            nbytes = 0
+            bytes_before = summary.bytes
             for record in records:
                 summary.add(record)
-                if record.error is None:
-                    nbytes += record.size or 0
-                elif warn_errors:
+                if record.error is not None and warn_errors:
                     progress.warn(f"{record.path}: {record.error}")
-            progress.update(len(records), nbytes, found)
+            progress.update(len(records), summary.bytes - bytes_before, found)
             writer.put(records)
         writer.finish()
         summary.elapsed = time.monotonic() - started
