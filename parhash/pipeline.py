@@ -317,11 +317,28 @@ def to_records(batch: Batch, raw: list, links: LinkResolver | None) -> list[File
     return records
 
 
+def usable_cpus() -> int:
+    """The affinity mask (containers, taskset), not the machine's core count."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def default_jobs() -> int:
+    """Twice the usable CPUs (at most 16 more than them): a worker blocked on a cold read
+    leaves its core to another. Measured on 2 cores, mixed corpus, caches dropped: 4 workers
+    2.12-2.53 s against 2.78-3.21 s for 2 (xxhsum -P2: 2.26-2.58 s); warm, no difference
+    beyond noise. ``--hdd`` (one reader) is the way to be gentle on a spinning disk."""
+    cpus = usable_cpus()
+    return cpus + min(cpus, 16)
+
+
 def make_executor(options: ScanOptions):
     """``--jobs 1`` hashes in-process; otherwise a Pool (imported only when needed). A walk
     with few files still gets the pool: they may be four files of 512 MiB each.
     Returns the executor and its number of processes."""
-    from parhash.pool import InlineExecutor, default_jobs
+    from parhash.pool import InlineExecutor
 
     settings = options.hash_settings()
     jobs = options.jobs or default_jobs()
@@ -342,7 +359,7 @@ def iter_batches(
     """
     parse_algorithms(options.algo)  # unknown names fail here, before any process starts
     found = found or WalkProgress()
-    jobs = 1 if options.jobs == 1 else (options.jobs or _default_jobs())
+    jobs = 1 if options.jobs == 1 else (options.jobs or default_jobs())
     batches = make_batches(sources, jobs, found)
     first = next(batches, None)
     if first is None:
@@ -357,12 +374,6 @@ def iter_batches(
                 yield records
     finally:
         results.close()  # type: ignore[attr-defined]
-
-
-def _default_jobs() -> int:
-    from parhash.pool import default_jobs
-
-    return default_jobs()
 
 
 def iter_records(roots: Iterable[str], options: ScanOptions) -> Iterator[FileRecord]:

@@ -29,7 +29,6 @@ from __future__ import annotations
 import functools
 import itertools
 import multiprocessing
-import os
 import signal
 import threading
 import time
@@ -258,20 +257,3 @@ def _kill_pool_processes(before: set[int]) -> None:
         if proc.pid not in before:
             proc.kill()
             proc.join(timeout=1.0)
-
-
-def usable_cpus() -> int:
-    """The affinity mask (containers, taskset), not the machine's core count."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
-
-
-def default_jobs() -> int:
-    """Twice the usable CPUs (at most 16 more than them): a worker blocked on a cold read
-    leaves its core to another. Measured on 2 cores, mixed corpus, caches dropped: 4 workers
-    2.12-2.53 s against 2.78-3.21 s for 2 (xxhsum -P2: 2.26-2.58 s); warm, no difference
-    beyond noise. ``--hdd`` (one reader) is the way to be gentle on a spinning disk."""
-    cpus = usable_cpus()
-    return cpus + min(cpus, 16)
