@@ -178,12 +178,8 @@ class LongPathOpener:
         return fd
 
     def open(self, path: str, flags: int) -> int:
-        """Open a file by a path of any length (a new descriptor, the caller's to close)."""
-        try:
-            return os.open(path, flags)
-        except OSError as exc:
-            if exc.errno != errno.ENAMETOOLONG:
-                raise
+        """Open a file whose path ``os.open`` refused as too long (a new descriptor, the
+        caller's to close): by name, relative to its directory's descriptor."""
         dirpath, name = os.path.split(path)
         return os.open(name, flags, dir_fd=self.open_dir(dirpath))
 

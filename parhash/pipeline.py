@@ -376,9 +376,10 @@ def iter_batches(
         results.close()  # type: ignore[attr-defined]
 
 
-def iter_records(roots: Iterable[str], options: ScanOptions) -> Iterator[FileRecord]:
-    """Library-level scan: one ``FileRecord`` per file, in completion order."""
-    sources = scan_sources(check_roots(roots), options.walk)
+def iter_records(roots: list[str], options: ScanOptions) -> Iterator[FileRecord]:
+    """Library-level scan of roots already checked (``check_roots``): one ``FileRecord``
+    per file, in completion order."""
+    sources = scan_sources(roots, options.walk)
     for records in iter_batches(sources, options):
         yield from records
 

@@ -136,7 +136,6 @@ class PoolExecutor:
     def __init__(self, settings: HashSettings, processes: int) -> None:
         self.settings = settings
         self.processes = processes
-        self.worker_deaths = 0
         self.retry: deque[Batch] = deque()
         self.injected: deque[Batch] = deque()
         self.exhausted = False
@@ -159,7 +158,6 @@ class PoolExecutor:
             broken = yield from self._one_generation(gate)
             if not broken:
                 return
-            self.worker_deaths += 1
             for batch in list(inflight.values()):
                 if batch.batch_id in retried:
                     yield batch, [(None, None, None, WORKER_DIED)] * len(batch.paths)

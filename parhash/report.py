@@ -22,8 +22,6 @@ from parhash.model import FileRecord, Summary
 from parhash.sums import format_line
 from parhash.walk import child_prefix
 
-FORMATS = ("sums", "jsonl", "json", "csv")
-
 #: Version of the manifest layout written by the json/jsonl/csv reporters; bumped only when
 #: a key changes meaning or disappears (new keys may be added without a bump).
 MANIFEST_VERSION = 1

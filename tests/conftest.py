@@ -133,3 +133,17 @@ def deadline(seconds: float):
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+def files_below(root: Path, base: Path | None = None) -> dict[bytes, bytes]:
+    """{path relative to ``base`` (default: ``root``), as bytes: content} of every regular
+    file below ``root``, found with os.walk on bytes names."""
+    found = {}
+    start = os.fsencode(base if base is not None else root)
+    for dirpath, _dirs, names in os.walk(os.fsencode(root)):
+        for name in names:
+            full = os.path.join(dirpath, name)
+            if os.path.isfile(full) and not os.path.islink(full):
+                with open(full, "rb") as f:
+                    found[os.path.relpath(full, start)] = f.read()
+    return found

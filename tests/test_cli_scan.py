@@ -20,6 +20,7 @@ from pathlib import Path
 import blake3
 import pytest
 import xxhash
+from conftest import files_below as conftest_files_below
 
 import parhash
 from parhash.exit_codes import FatalError
@@ -71,17 +72,8 @@ def need(tool: str) -> str:
 
 
 def files_below(root: Path) -> dict[bytes, bytes]:
-    """Regular files below ``root`` as {path as passed to tools (relative to root's parent):
-    content}, found with os.walk on bytes names."""
-    base = os.fsencode(root.parent)
-    found = {}
-    for dirpath, _dirs, names in os.walk(os.fsencode(root)):
-        for name in names:
-            full = os.path.join(dirpath, name)
-            if os.path.isfile(full) and not os.path.islink(full):
-                with open(full, "rb") as f:
-                    found[os.path.relpath(full, base)] = f.read()
-    return found
+    """Files below ``root`` keyed by the path tools print (relative to root's parent)."""
+    return conftest_files_below(root, root.parent)
 
 
 def tool(*args, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 import xxhash
-from conftest import run_cli, write_tree
+from conftest import files_below, run_cli, write_tree
 
 KEYS = ["path", "size", "mtime", "algo", "hash", "error", "root"]
 
@@ -65,19 +65,6 @@ def by_path(records: list[dict], strip: str = "") -> dict[bytes, dict]:
         assert key not in out, f"two records for {key!r}"
         out[key] = record
     return out
-
-
-def files_below(root: Path) -> dict[bytes, bytes]:
-    """{path relative to root (bytes): content} of every regular file below ``root``."""
-    found = {}
-    base = os.fsencode(root)
-    for dirpath, _dirs, names in os.walk(base):
-        for name in names:
-            full = os.path.join(dirpath, name)
-            if os.path.isfile(full) and not os.path.islink(full):
-                with open(full, "rb") as f:
-                    found[os.path.relpath(full, base)] = f.read()
-    return found
 
 
 def assert_digests(records: dict[bytes, dict], contents: dict[bytes, bytes], algo: str) -> None:
