@@ -141,6 +141,26 @@ def paint(text: str, style: str, stream=None) -> str:
     return f"{_STYLES[style]}{text}\x1b[0m" if color_enabled(stream) else text
 
 
+def plural(count: int, noun: str, many: str | None = None) -> str:
+    """``1 file``, ``2 files``, ``1,000 changes``: every count a person reads goes through
+    here, so no message says ``1 files``."""
+    return f"{count:,} {noun if count == 1 else many or noun + 's'}"
+
+
+def same_terminal(a, b) -> bool:
+    """True if streams ``a`` and ``b`` are the same terminal (``parhash scan`` at a prompt:
+    stdout and stderr both the tty). Then a progress bar on one must make way for data
+    written to the other. Compared by device and inode, so two descriptors of one pty
+    match and two different terminals do not."""
+    try:
+        if not (a.isatty() and b.isatty()):
+            return False
+        sa, sb = os.fstat(a.fileno()), os.fstat(b.fileno())
+    except (AttributeError, OSError, ValueError):
+        return False
+    return (sa.st_rdev, sa.st_ino, sa.st_dev) == (sb.st_rdev, sb.st_ino, sb.st_dev)
+
+
 def err(message: str) -> None:
     """Write one line of human text to stderr (never stdout: stdout carries data only)."""
     try:
