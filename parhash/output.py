@@ -119,7 +119,9 @@ _STYLES = {"warning": "\x1b[33m", "error": "\x1b[1;31m", "ok": "\x1b[32m", "dim"
 
 
 def set_color(choice: str) -> None:
-    """``auto`` (stderr is a terminal and NO_COLOR is unset), ``always`` or ``never``."""
+    """``auto`` (stderr is a terminal, NO_COLOR is unset and TERM is not ``dumb``: a
+    terminal that cannot move the cursor cannot be trusted with colours either),
+    ``always`` or ``never``."""
     global _color
     _color = choice
 
@@ -127,7 +129,7 @@ def set_color(choice: str) -> None:
 def color_enabled(stream=None) -> bool:
     if _color == "always":
         return True
-    if _color == "never" or os.environ.get("NO_COLOR"):
+    if _color == "never" or os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
         return False
     stream = stream or sys.stderr
     try:
