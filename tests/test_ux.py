@@ -432,3 +432,20 @@ def test_readme_sample_output_matches_hashlib():
     for line in listed:
         digest, path = line.split("  ", 1)
         assert hashlib.sha256((REPO / path).read_bytes()).hexdigest() == digest, line
+
+
+def run_rss(*args: str) -> subprocess.CompletedProcess[str]:
+    rss = str(REPO / "bench" / "rss.py")
+    return subprocess.run([sys.executable, rss, *args], capture_output=True, text=True, timeout=120)
+
+
+def test_bench_rss_measures_a_flat_directory_and_a_given_tree(tmp_path):
+    """The README's RSS numbers come from these two bench/rss.py forms: both must run."""
+    flat = run_rss("--files", "300", "--per-dir", "300", "--dir", str(tmp_path / "rss"))
+    assert flat.returncode == 0, flat.stderr
+    assert re.search(r"^\| 300 files, 300 per directory \| [\d.]+ \| [\d.]+ \|", flat.stdout, re.M)
+    assert len(os.listdir(tmp_path / "rss" / "300-300" / "d0000")) == 300
+    given = run_rss("--tree", str(REPO / "fixtures"))
+    assert given.returncode == 0, given.stderr
+    row = re.search(r"^\| .*fixtures \| [\d.]+ \| ([\d.]+) \|", given.stdout, re.M)
+    assert row and float(row.group(1)) > 0, given.stdout
