@@ -98,7 +98,7 @@ class Snapshot:
         return f"{self.files:,}/{plural(self.found, 'file')}"
 
     def plain(self) -> str:
-        """One line without bar or ``\r``, for TERM=dumb."""
+        """One line without bar or ``\\r``, for TERM=dumb."""
         rate = self.bytes / self.elapsed if self.elapsed > 0 else 0.0
         done = human_bytes(self.bytes)
         if self.total is not None:
@@ -163,7 +163,7 @@ class TimedProgress:
 
 
 class PlainProgress(TimedProgress):
-    """``TERM=dumb`` (Emacs' shell, some CI logs): no ``\r`` and no colour; a whole status
+    """``TERM=dumb`` (Emacs' shell, some CI logs): no ``\\r`` and no colour; a whole status
     line every ``EVERY`` seconds, and nothing at all for a run shorter than that."""
 
     #: Seconds between status lines: a log of an hour-long run gets 360 lines, not 14,400.
@@ -220,7 +220,7 @@ class TqdmProgress(TimedProgress):
 
     def draw(self, now: Snapshot) -> None:
         with self._tqdm.get_lock():
-            if now.total is None:
+            if not now.total:  # unknown yet, or nothing to read: no percentage
                 self.bar.bar_format = self.WALKING
             else:
                 self.bar.bar_format = self.KNOWN.replace("APPROX", "~" if now.estimated else "")
@@ -252,10 +252,10 @@ class TqdmProgress(TimedProgress):
 
     def close(self) -> None:
         super().close()
-        final = Snapshot(self)
-        final.bytes = self.bytes  # the records' sizes: exact, whatever the counters saw
-        if not final.walking:
-            final.total = self.bytes
+        final = Snapshot(self)  # the walk is over (or was interrupted): say what was done
+        final.bytes = final.total = self.bytes  # the records' sizes: exact
+        final.walking, final.estimated = False, False
+        final.found = max(final.found, final.files)
         self.draw(final)
         self.bar.close()
 
@@ -278,7 +278,7 @@ class _MakeWay:
 
 def make_progress(enabled: bool | None, quiet: bool):
     """``--progress`` forces the bar, ``--no-progress``/``-q`` drop it; default: stderr is a
-    TTY. ``TERM=dumb`` gets plain periodic lines instead of a ``\r`` bar."""
+    TTY. ``TERM=dumb`` gets plain periodic lines instead of a ``\\r`` bar."""
     if quiet or enabled is False:
         return NullProgress()
     if enabled or sys.stderr.isatty():

@@ -239,6 +239,26 @@ def test_term_dumb_gets_no_carriage_returns_and_no_colours(make_tree, tmp_path):
     assert "parhash: warning: tree/fifo: not a regular file (FIFO)" in lines, raw
 
 
+def test_plain_status_line_from_the_counters():
+    """The TERM=dumb line (every 10 s, so too slow for a real run here) from real shared
+    counters: bytes of the exact total once every file was started, then extrapolated."""
+    from parhash.hashing import ANNOUNCED, READ, STARTED, WorkCounters
+    from parhash.pipeline import WalkProgress
+    from parhash.progress import PlainProgress, Snapshot
+
+    progress = PlainProgress()
+    progress.work_counters = counters = WorkCounters(2)
+    progress.found = WalkProgress(files_found=4, done=True)
+    progress.files = 1
+    counters.array[STARTED], counters.array[3 + STARTED] = 3, 1
+    counters.array[ANNOUNCED], counters.array[3 + ANNOUNCED] = 3000, 1000
+    counters.array[READ], counters.array[3 + READ] = 500, 500
+    line = Snapshot(progress).plain()
+    assert line.startswith("parhash: hashing: 1.00 kB of 4.00 kB (25%), 1/4 files, "), line
+    counters.array[3 + STARTED] = 0  # 3 of 4 started: the fourth is assumed average
+    assert " of ~5.33 kB (19%)" in Snapshot(progress).plain()
+
+
 # -- item 23: wording ----------------------------------------------------------------------
 
 
