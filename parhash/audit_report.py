@@ -8,7 +8,7 @@ import time
 from typing import BinaryIO
 
 from parhash.audit import CLASSES, AuditEvent, AuditStore, Side
-from parhash.output import sanitize
+from parhash.output import plural, sanitize
 from parhash.report import json_string
 
 #: Order of the human report: the alarming classes first.
@@ -66,11 +66,15 @@ def render_human(
     counts: dict[str, int],
     stream: BinaryIO,
     *,
-    title: str,
+    title: str | None,
     color: bool,
     verbose: bool,
 ) -> None:
-    """Counts first, then each non-empty class with its paths (unchanged only if verbose)."""
+    """Counts first, then each non-empty class with its paths (unchanged only if verbose).
+
+    ``title=None`` (``audit -q``): the classes only, so a tree without changes prints
+    nothing, as ``check --quiet`` prints nothing when every file matched.
+    """
 
     def paint(kind: str, text: str) -> str:
         return f"{_COLORS[kind]}{text}{_RESET}" if color else text
@@ -79,14 +83,17 @@ def render_human(
     listed = [
         f"{counts[k]:,} {paint(k, k)}" for k in REPORT_ORDER if counts[k] and k != "unchanged"
     ]
-    lines = [title, f"{changes:,} changes" + (f": {', '.join(listed)}" if listed else "")]
-    lines.append(f"{counts['unchanged']:,} unchanged")
-    _write(stream, lines)
+    if title is not None:
+        head = plural(changes, "change") + (f": {', '.join(listed)}" if listed else "")
+        _write(stream, [title, head, f"{counts['unchanged']:,} unchanged"])
+    first = title is None
     for kind in REPORT_ORDER:
         if not counts[kind] or (kind == "unchanged" and not verbose):
             continue
         explain = f": {_EXPLAIN[kind]}" if _EXPLAIN[kind] else ""
-        block = ["", paint(kind, f"{kind} ({counts[kind]:,}){explain}")]
+        block = [] if first else [""]
+        first = False
+        block.append(paint(kind, f"{kind} ({counts[kind]:,}){explain}"))
         for event in store.events(kind):
             block.append(f"  {sanitize(event.key)}{_detail(event)}")
             if len(block) >= 1024:

@@ -1,9 +1,7 @@
 """The command line: a thin typer layer that parses options, calls the pipeline, maps the
 outcome to an exit code. Heavy modules (multiprocessing, tqdm) are imported inside commands.
 
-Exit codes (``parhash.exit_codes.ExitCode``):
-  0 every file hashed; 1 some files produced error records; 2 usage or fatal error;
-  130 interrupted (SIGINT), 143 terminated (SIGTERM), 141 stdout closed by the reader.
+Exit codes: ``parhash.exit_codes.ExitCode`` (the help text is generated from it).
 """
 
 from __future__ import annotations
@@ -19,17 +17,16 @@ from typing import Annotated, Optional
 import typer
 
 from parhash import versions
-from parhash.exit_codes import ExitCode, FatalError
+from parhash.exit_codes import ExitCode, FatalError, exit_status_help
 from parhash.hashing import ALGORITHMS, get_algorithm
+from parhash.help import Command, Group, examples
 from parhash.output import color_enabled, err, sanitize
 
-EXIT_CODES_HELP = (
-    "Exit status: 0 all files hashed; 1 some files could not be hashed (error records); "
-    "2 usage or fatal error; 130 SIGINT; 143 SIGTERM; 141 stdout closed early."
-)
+EXIT_CODES_HELP = exit_status_help()
 
 app = typer.Typer(
     name="parhash",
+    cls=Group,
     help="Hash whole directory trees in parallel.\n\n" + EXIT_CODES_HELP,
     context_settings={"help_option_names": ["-h", "--help"]},
     no_args_is_help=True,
@@ -82,11 +79,22 @@ def _on_sigterm(signum: int, frame: object) -> None:
     raise Interrupted(ExitCode.TERMINATED)
 
 
+def _at_least_one(value: int | None) -> int | None:
+    """``-j``/``-d`` take 1 or more; said in words, not as click's ``[x>=1]``."""
+    if value is not None and value < 1:
+        raise typer.BadParameter(f"{value} is not 1 or more")
+    return value
+
+
 # Options shared by the commands that walk or hash, declared once.
 Jobs = Annotated[
     Optional[int],
     typer.Option(
-        "--jobs", "-j", min=1, metavar="N", help="Worker processes (default: 2 x usable CPUs)."
+        "--jobs",
+        "-j",
+        metavar="N",
+        callback=_at_least_one,
+        help="Worker processes, 1 or more (default: 2 x usable CPUs).",
     ),
 ]
 Progress = Annotated[
@@ -114,13 +122,15 @@ Exclude = Annotated[
 
 
 SCAN_EPILOG = (
-    "Examples:\n\n"
-    "  parhash scan ./photos > photos.xxh3\n\n"
-    "  parhash scan . -f jsonl | jq -r 'select(.size > 1e6) | .path'\n\n"
-    "  parhash scan /srv -a sha256 -f csv -o manifest.csv --jobs 2\n\n"
-    "  find . -newer stamp -type f -print0 | parhash scan --files-from - -0\n\n"
-    "  parhash scan -a sha256,xxh3 --tag src    # two digests, one read\n\n"
-    "  curl -s https://example.org/x.iso | parhash scan - -a sha256\n\n" + EXIT_CODES_HELP
+    examples(
+        "parhash scan ./photos > photos.xxh3",
+        "parhash scan . -f jsonl | jq -r 'select(.size > 1e6) | .path'",
+        "parhash scan /srv -a sha256 -f csv -o manifest.csv --jobs 2",
+        "find . -newer stamp -type f -print0 | parhash scan --files-from - -0",
+        "parhash scan -a sha256,xxh3 --tag src    # two digests, one read",
+        "curl -s https://example.org/x.iso | parhash scan - -a sha256",
+    )
+    + EXIT_CODES_HELP
 )
 
 MinSize = Annotated[
@@ -138,14 +148,18 @@ MaxDepth = Annotated[
     typer.Option(
         "--max-depth",
         "-d",
-        min=1,
         metavar="N",
-        help="Descend at most N levels (1: PATH's entries).",
+        callback=_at_least_one,
+        help="Descend at most N levels, 1 or more (1: PATH's entries).",
     ),
 ]
 Hidden = Annotated[
     bool,
-    typer.Option("--hidden/--no-hidden", help="Include names starting with '.' (default: yes)."),
+    typer.Option(
+        "--hidden/--no-hidden",
+        show_default=False,
+        help="Include names starting with '.' (default: --hidden).",
+    ),
 ]
 ExcludeFrom = Annotated[
     Optional[list[str]],
@@ -161,7 +175,7 @@ Color = Annotated[
 ]
 
 
-@app.command(epilog=SCAN_EPILOG)
+@app.command(cls=Command, epilog=SCAN_EPILOG, short_help="Hash trees: one record per file.")
 def scan(
     paths: Annotated[
         Optional[list[str]],
@@ -228,7 +242,9 @@ def scan(
         bool,
         typer.Option(
             "--dedupe-links/--no-dedupe-links",
-            help="Read a file with several hard links once; every path gets its record.",
+            show_default=False,
+            help="Read a file with several hard links once; every path gets its record "
+            "(default: --dedupe-links).",
         ),
     ] = True,
     hdd: Annotated[
@@ -471,22 +487,47 @@ def own_files_skipped(walk, outputs: Outputs, *paths: str):
 
 
 def print_summary(summary) -> None:
-    """The human end of a scan, on stderr: one line, then the first errors again."""
-    from parhash.output import paint
+    """The human end of a scan, on stderr: one line, then the first errors again only if
+    their warnings may have scrolled out of sight (``errors_scrolled_away``)."""
+    from parhash.output import paint, plural
     from parhash.progress import human_bytes, human_seconds
 
     rate = summary.bytes / summary.elapsed if summary.elapsed > 0 else 0.0
-    errors = f"{summary.errors:,} error" + ("" if summary.errors == 1 else "s")
+    errors = plural(summary.errors, "error")
     err(
-        f"parhash: hashed {summary.files - summary.errors:,} files, "
+        f"parhash: hashed {plural(summary.files - summary.errors, 'file')}, "
         f"{human_bytes(summary.bytes)} in {human_seconds(summary.elapsed)} "
         f"({human_bytes(rate)}/s), " + (paint(errors, "error") if summary.errors else errors)
     )
+    if not errors_scrolled_away(summary):
+        return
     for record in summary.first_errors:
         err(f"  {sanitize(record.path)}: {sanitize(record.error or '')}")
     hidden = summary.errors - len(summary.first_errors)
     if hidden > 0:
         err(f"  and {hidden:,} more; see --format jsonl")
+
+
+def errors_scrolled_away(summary) -> bool:
+    """Should the summary list the first errors again?
+
+    Each error already had its warning line. Repeating them is only worth a line when the
+    first warning is no longer on screen: stderr is a terminal, and the lines printed since
+    (the other warnings, and the data lines when stdout is the same terminal) are more
+    than it has rows. A log file or a short run shows every error exactly once.
+    """
+    from parhash.output import same_terminal
+
+    if not summary.errors or not sys.stderr.isatty():
+        return False
+    try:
+        rows = os.get_terminal_size(sys.stderr.fileno()).lines or 24  # 0: size never set
+    except OSError:
+        return False
+    since = summary.errors
+    if same_terminal(sys.stdout, sys.stderr):
+        since += summary.files - summary.before_first_error - summary.errors
+    return since >= rows - 1
 
 
 def _silence_stdout() -> None:
@@ -521,19 +562,27 @@ def main() -> None:
 
 
 CHECK_EPILOG = (
-    "Examples:\n\n"
-    "  parhash scan -a sha256 photos > photos.sha256 && parhash check photos.sha256\n\n"
-    "  sha256sum -- *.iso > SHA256SUMS && parhash check --quiet SHA256SUMS\n\n"
-    "  b3sum big/* | parhash check -a blake3 -\n\n"
-    "The algorithm of a line comes from its BSD tag ('SHA256 (file) = ...'), else -a, else "
+    examples(
+        "parhash scan -a sha256 photos > photos.sha256 && parhash check photos.sha256",
+        "sha256sum -- *.iso > SHA256SUMS && parhash check --quiet SHA256SUMS",
+        "b3sum big/* | parhash check -a blake3 -",
+    )
+    + "The algorithm of a line comes from its BSD tag ('SHA256 (file) = ...'), else -a, else "
     "the checksum file's name (SHA256SUMS, x.md5, x.b3), else the digest length when only "
-    "one algorithm has it; an ambiguous length is an error. "
-    "Exit status: 0 every listed file matched; 1 a file failed, could not be read, or "
-    "(--strict) a line was malformed; 2 fatal (unreadable checksum file, ambiguous algorithm)."
+    "one algorithm has it; an ambiguous length is an error.\n\n"
+    + exit_status_help(
+        {
+            0: "every listed file matched",
+            1: "a file failed, could not be read, or (--strict) a line was malformed",
+            2: "fatal (unreadable checksum file, ambiguous algorithm)",
+        }
+    )
 )
 
 
-@app.command(epilog=CHECK_EPILOG)
+@app.command(
+    cls=Command, epilog=CHECK_EPILOG, short_help="Verify checksum files, like sha256sum -c."
+)
 def check(
     sums_files: Annotated[
         Optional[list[str]],
@@ -549,7 +598,9 @@ def check(
             "--algo", "-a", metavar="NAME", help="Algorithm of untagged lines.", callback=None
         ),
     ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", help="Don't print OK for each file.")] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Don't print OK for each file.")
+    ] = False,
     status: Annotated[
         bool, typer.Option("--status", help="Print nothing; the exit status says it all.")
     ] = False,
@@ -609,18 +660,24 @@ class AuditFormat(str, Enum):
 
 
 AUDIT_EPILOG = (
-    "Examples:\n\n"
-    "  parhash scan /srv/data -a sha256 -f jsonl -o /var/lib/parhash/data.jsonl\n\n"
-    "  parhash audit /var/lib/parhash/data.jsonl          # what changed since?\n\n"
-    "  parhash audit data.jsonl --fail-on corrupted,removed --update\n\n"
-    "Classes: added, removed, modified, corrupted (content changed but size and mtime did "
-    "not), moved, unreadable, unchanged. "
-    "Exit status: 0 no change in a --fail-on class; 1 changes in a --fail-on class; "
-    "2 fatal (bad manifest, missing root); 130/143 interrupted."
+    examples(
+        "parhash scan /srv/data -a sha256 -f jsonl -o /var/lib/parhash/data.jsonl",
+        "parhash audit /var/lib/parhash/data.jsonl          # what changed since?",
+        "parhash audit data.jsonl --fail-on corrupted,removed --update",
+    )
+    + "Classes: added, removed, modified, corrupted (content changed but size and mtime did "
+    "not), moved, unreadable, unchanged.\n\n"
+    + exit_status_help(
+        {
+            0: "no change in a --fail-on class",
+            1: "changes in a --fail-on class",
+            2: "fatal (bad manifest, missing root)",
+        }
+    )
 )
 
 
-@app.command(epilog=AUDIT_EPILOG)
+@app.command(cls=Command, epilog=AUDIT_EPILOG, short_help="Report what changed since a manifest.")
 def audit(
     manifest: Annotated[
         str,
@@ -645,7 +702,9 @@ def audit(
         typer.Option(
             "--fail-on",
             metavar="CLASSES",
-            help="Comma-separated classes that make the exit status 1, or 'none'.",
+            help="Comma-separated classes that make the exit status 1, or 'none' "
+            "(default: every class but unchanged).",
+            show_default=False,
         ),
     ] = ",".join(c for c in ("added", "removed", "modified", "corrupted", "moved", "unreadable")),
     update: Annotated[
@@ -654,6 +713,15 @@ def audit(
     ] = False,
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Also list unchanged files.")
+    ] = False,
+    quiet: Annotated[
+        bool,
+        typer.Option(
+            "--quiet",
+            "-q",
+            help="No progress and no warnings; the report lists only the changes "
+            "(nothing at all when nothing changed).",
+        ),
     ] = False,
     algo: Annotated[
         Optional[str],
@@ -696,6 +764,7 @@ def audit(
         fail_on=tuple(classes),
         update=update,
         verbose=verbose,
+        quiet=quiet,
         algo=_check_algo(algo) if algo else None,
         jobs=jobs,
         progress=progress,
@@ -717,6 +786,7 @@ def run_audit(
     jobs: int | None,
     progress: bool | None,
     color: bool,
+    quiet: bool = False,
 ) -> ExitCode:
     """Load the manifest, scan the tree through the pipeline, diff, report, maybe update."""
     from parhash.audit import AuditSink, AuditStore
@@ -748,7 +818,7 @@ def run_audit(
             options = ScanOptions(algo=info.algo, jobs=jobs, walk=walk_here)
             sink = AuditSink(store, also)
             sources = scan_sources(roots, walk_here)
-            run(sources, options, sink, make_progress(progress, quiet=False))
+            run(sources, options, sink, make_progress(progress, quiet), warn_errors=not quiet)
             store.diff()
             counts = store.counts()
             out = sys.stdout.buffer
@@ -758,7 +828,12 @@ def run_audit(
                     f"parhash audit of {', '.join(roots)} against {manifest} ({info.algo}{taken})"
                 )
                 render_human(
-                    store, counts, out, title=sanitize(title), color=color, verbose=verbose
+                    store,
+                    counts,
+                    out,
+                    title=None if quiet else sanitize(title),
+                    color=color,
+                    verbose=verbose,
                 )
             elif fmt == "jsonl":
                 render_jsonl(store, out, verbose=verbose)

@@ -192,6 +192,54 @@ class LongPathOpener:
 _long_paths = LongPathOpener()
 
 
+#: Fields of one worker's slot in ``WorkCounters``: files started, bytes their fstat
+#: announced, bytes read so far (bumped per read, so a 20 GB file shows progress).
+STARTED, ANNOUNCED, READ = range(3)
+
+
+class WorkCounters:
+    """What every worker has done so far, in shared memory, polled by the progress bar.
+
+    One slot of ``STARTED, ANNOUNCED, READ`` per worker, each written by its one worker
+    only (no lock: a 64-bit store is atomic, and a reader that sees a value one read old
+    is fine for a bar). A worker takes the next slot when it starts; slots wrap round so
+    that the pool a dead worker forces is given the slots of the dead generation (their
+    counts stay, so the sums never go back). Passed through the Pool initializer, so it
+    works under fork, forkserver and spawn alike.
+    """
+
+    def __init__(self, slots: int) -> None:
+        import multiprocessing  # only a run with a progress bar builds counters
+
+        self.slots = max(1, slots)
+        self.array = multiprocessing.Array("q", 3 * self.slots, lock=False)
+        self.next_slot = multiprocessing.Value("i", 0)
+
+    def totals(self) -> tuple[int, int, int]:
+        """(files started, bytes announced, bytes read) summed over every worker."""
+        values = self.array[:]
+        return sum(values[STARTED::3]), sum(values[ANNOUNCED::3]), sum(values[READ::3])
+
+
+# This process's slot in the shared counters (``None``: no bar, nothing to count). A
+# module global, because the read loop below must not pay a lookup per chunk.
+_progress = None
+_slot = 0
+
+
+def count_progress(counters: WorkCounters | None) -> None:
+    """Make this process count its work into ``counters`` (a worker's initializer, or the
+    parent for ``-j 1``); ``None`` stops counting."""
+    global _progress, _slot
+    if counters is None:
+        _progress = None
+        return
+    with counters.next_slot.get_lock():
+        index = counters.next_slot.value % counters.slots
+        counters.next_slot.value += 1
+    _progress, _slot = counters.array, 3 * index
+
+
 @dataclass(frozen=True)
 class HashSettings:
     """What every worker needs to know besides the batch: sent once per task (it is tiny)."""
@@ -235,6 +283,9 @@ def hash_file(
     """
     if isinstance(algos, Algorithm):
         algos = (algos,)
+    progress = _progress
+    if progress is not None:  # every path counts as started, even one that fails to open
+        progress[_slot + STARTED] += 1
     try:
         fd = os.open(path, _BASE_FLAGS if follow else _BASE_FLAGS | _NOFOLLOW)
     except OSError as exc:
@@ -257,8 +308,12 @@ def hash_file(
             if early is not False:
                 return early  # type: ignore[return-value]
         size = before.st_size
+        if progress is not None:
+            progress[_slot + ANNOUNCED] += size
         _, view, bufs = _buffer or _get_buffer()
         n = os.readv(fd, bufs)
+        if progress is not None:
+            progress[_slot + READ] += n
         if n == size and n < CHUNK_SIZE:
             # The whole file in one read, at the size it had when opened: the common case
             # for small files, and the one-shot call skips creating a hash object.
@@ -299,6 +354,7 @@ def _read_and_hash(fd: int, size: int, n: int, algos: Sequence[Algorithm]) -> tu
     if size > CHUNK_SIZE and hasattr(os, "posix_fadvise"):
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
     hashers = [algo.new() for algo in algos]
+    progress, slot = _progress, _slot + READ
     total = 0
     while n:
         data = view[:n]
@@ -306,6 +362,8 @@ def _read_and_hash(fd: int, size: int, n: int, algos: Sequence[Algorithm]) -> tu
             hasher.update(data)  # type: ignore[attr-defined]
         total += n
         n = os.readv(fd, bufs)
+        if progress is not None:
+            progress[slot] += n
     return [hasher.hexdigest() for hasher in hashers], total  # type: ignore[attr-defined]
 
 

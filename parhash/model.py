@@ -79,8 +79,12 @@ class Summary:
     bytes: int = 0
     errors: int = 0
     elapsed: float = 0.0
-    #: The first few error records, listed again after the summary line.
+    #: The first few error records, listed again after the summary line when their
+    #: warnings scrolled out of sight (``cli.errors_scrolled_away``).
     first_errors: list[FileRecord] = field(default_factory=list)
+    #: Records counted before the first error record: the data lines printed after its
+    #: warning are the ones after it.
+    before_first_error: int = 0
 
     #: How many error records the summary lists.
     LISTED_ERRORS = 10
@@ -90,6 +94,8 @@ class Summary:
         if record.error is None:
             self.bytes += record.size or 0
         else:
+            if not self.errors:
+                self.before_first_error = self.files - 1
             self.errors += 1
             if len(self.first_errors) < self.LISTED_ERRORS:
                 self.first_errors.append(record)

@@ -119,7 +119,9 @@ _STYLES = {"warning": "\x1b[33m", "error": "\x1b[1;31m", "ok": "\x1b[32m", "dim"
 
 
 def set_color(choice: str) -> None:
-    """``auto`` (stderr is a terminal and NO_COLOR is unset), ``always`` or ``never``."""
+    """``auto`` (stderr is a terminal, NO_COLOR is unset and TERM is not ``dumb``: a
+    terminal that cannot move the cursor cannot be trusted with colours either),
+    ``always`` or ``never``."""
     global _color
     _color = choice
 
@@ -127,7 +129,7 @@ def set_color(choice: str) -> None:
 def color_enabled(stream=None) -> bool:
     if _color == "always":
         return True
-    if _color == "never" or os.environ.get("NO_COLOR"):
+    if _color == "never" or os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
         return False
     stream = stream or sys.stderr
     try:
@@ -139,6 +141,26 @@ def color_enabled(stream=None) -> bool:
 def paint(text: str, style: str, stream=None) -> str:
     """``text`` in a colour when colours are on for ``stream`` (stderr by default)."""
     return f"{_STYLES[style]}{text}\x1b[0m" if color_enabled(stream) else text
+
+
+def plural(count: int, noun: str, many: str | None = None) -> str:
+    """``1 file``, ``2 files``, ``1,000 changes``: every count a person reads goes through
+    here, so no message says ``1 files``."""
+    return f"{count:,} {noun if count == 1 else many or noun + 's'}"
+
+
+def same_terminal(a, b) -> bool:
+    """True if streams ``a`` and ``b`` are the same terminal (``parhash scan`` at a prompt:
+    stdout and stderr both the tty). Then a progress bar on one must make way for data
+    written to the other. Compared by device and inode, so two descriptors of one pty
+    match and two different terminals do not."""
+    try:
+        if not (a.isatty() and b.isatty()):
+            return False
+        sa, sb = os.fstat(a.fileno()), os.fstat(b.fileno())
+    except (AttributeError, OSError, ValueError):
+        return False
+    return (sa.st_rdev, sa.st_ino, sa.st_dev) == (sb.st_rdev, sb.st_ino, sb.st_dev)
 
 
 def err(message: str) -> None:

@@ -7,6 +7,7 @@ Check and audit reuse both: they only bring their own roots and their own sink.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import queue
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from parhash.exit_codes import FatalError
-from parhash.hashing import DEFAULT_ALGORITHM, HashSettings, parse_algorithms
+from parhash.hashing import DEFAULT_ALGORITHM, HashSettings, WorkCounters, parse_algorithms
 from parhash.links import LinkResolver
 from parhash.model import Batch, Expected, FileRecord, Summary
 from parhash.walk import WalkOptions, classify_root, walk_listings
@@ -98,6 +99,15 @@ class Sink(Protocol):
 
 
 class ProgressSink(Protocol):
+    def counters(self, slots: int) -> WorkCounters | None:
+        """Shared counters for the workers to bump per read, or None (no bar)."""
+
+    def start(self, counters: WorkCounters | None, found: WalkProgress) -> None:
+        """The workers exist: start showing progress (a refresh timer may start now)."""
+
+    def wrap(self, sink: Sink) -> Sink:
+        """The sink as the writer should use it (the bar makes way for data lines)."""
+
     def update(self, files: int, nbytes: int, found: WalkProgress) -> None: ...
 
     def warn(self, message: str) -> None: ...
@@ -334,28 +344,33 @@ def default_jobs() -> int:
     return cpus + min(cpus, 16)
 
 
-def make_executor(options: ScanOptions):
+def make_executor(options: ScanOptions, progress: ProgressSink | None = None):
     """``--jobs 1`` hashes in-process; otherwise a Pool (imported only when needed). A walk
     with few files still gets the pool: they may be four files of 512 MiB each.
+    A progress bar that wants them gets the workers' shared counters.
     Returns the executor and its number of processes."""
     from parhash.pool import InlineExecutor
 
     settings = options.hash_settings()
     jobs = options.jobs or default_jobs()
+    counters = progress.counters(max(jobs, 1)) if progress is not None else None
     if jobs <= 1:
-        return InlineExecutor(settings), 1
+        return InlineExecutor(settings, counters), 1
     from parhash.pool import PoolExecutor
 
-    return PoolExecutor(settings, jobs), jobs
+    return PoolExecutor(settings, jobs, counters), jobs
 
 
 def iter_batches(
-    sources: Iterable[Source], options: ScanOptions, found: WalkProgress | None = None
+    sources: Iterable[Source],
+    options: ScanOptions,
+    found: WalkProgress | None = None,
+    progress: ProgressSink | None = None,
 ) -> Iterator[list[FileRecord]]:
     """Stream record lists (one per batch) for ``sources``; the pool lives as long as this.
 
     The first batch is made before any executor exists, so an empty walk never starts a
-    pool.
+    pool. ``progress`` is started once the workers exist, with their counters.
     """
     parse_algorithms(options.algo)  # unknown names fail here, before any process starts
     found = found or WalkProgress()
@@ -364,7 +379,9 @@ def iter_batches(
     first = next(batches, None)
     if first is None:
         return
-    executor, _ = make_executor(options)
+    executor, _ = make_executor(options, progress)
+    if progress is not None:
+        executor.on_start = functools.partial(progress.start, executor.counters, found)
     links = LinkResolver(executor) if options.dedupe_links else None
     results = executor.results(itertools.chain((first,), batches))
     try:
@@ -455,8 +472,8 @@ def run(
     summary = Summary()
     started = time.monotonic()
     found = WalkProgress()
-    writer = _Writer(sink)
-    stream = iter_batches(sources, options, found)
+    writer = _Writer(progress.wrap(sink))
+    stream = iter_batches(sources, options, found, progress)
     try:
         for records in stream:
             bytes_before = summary.bytes
@@ -468,7 +485,7 @@ def run(
             writer.put(records)
         writer.finish()
         summary.elapsed = time.monotonic() - started
-        sink.close(summary)
+        writer.sink.close(summary)
     finally:
         stream.close()
         progress.close()

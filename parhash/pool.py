@@ -33,10 +33,10 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 
-from parhash.hashing import HashSettings, hash_batch
+from parhash.hashing import HashSettings, WorkCounters, count_progress, hash_batch
 from parhash.model import Batch
 
 #: Seconds between liveness checks of the workers. Short enough that a killed worker is
@@ -54,21 +54,26 @@ GATE_POLL = 0.1
 WORKER_DIED = "worker process died while hashing this file"
 
 
-def _init_worker() -> None:
+def _init_worker(counters: WorkCounters | None = None) -> None:
     """Pool initializer: only the parent handles Ctrl-C, so workers print no tracebacks, and
     SIGTERM (how ``terminate()`` stops a worker) kills quietly even if the parent installed
-    a handler before forking."""
+    a handler before forking. With a progress bar, the worker takes its counter slot."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    count_progress(counters)
 
 
-class InlineExecutor:
-    """Hash in the calling process (``--jobs 1``): deterministic, no IPC, nothing to clean up."""
+class _Executor:
+    """What both executors share: extra batches with ids of their own, progress counters,
+    and a hook run once the workers exist (the bar starts its refresh thread there, so no
+    thread of ours is alive when the first workers are forked)."""
 
-    def __init__(self, settings: HashSettings) -> None:
+    def __init__(self, settings: HashSettings, counters: WorkCounters | None = None) -> None:
         self.settings = settings
+        self.counters = counters
+        self.on_start: Callable[[], None] | None = None
         self.injected: deque[Batch] = deque()
-        self._ids = itertools.count(-1, -1)
+        self._ids = itertools.count(-1, -1)  # extra batches never collide with the walker's
 
     def inject(self, batch: Batch) -> int:
         """Queue an extra batch (a hard link's one read); returns the id it was given."""
@@ -76,12 +81,26 @@ class InlineExecutor:
         self.injected.append(batch)
         return batch.batch_id
 
+    def _started(self) -> None:
+        if self.on_start is not None:
+            hook, self.on_start = self.on_start, None
+            hook()
+
+
+class InlineExecutor(_Executor):
+    """Hash in the calling process (``--jobs 1``): deterministic, no IPC, nothing to clean up."""
+
     def results(self, batches: Iterable[Batch]) -> Iterator[tuple[Batch, list]]:
-        for batch in batches:
-            yield batch, hash_batch(batch, self.settings)[1]
-            while self.injected:  # queued while the consumer handled the last result
-                extra = self.injected.popleft()
-                yield extra, hash_batch(extra, self.settings)[1]
+        count_progress(self.counters)
+        self._started()
+        try:
+            for batch in batches:
+                yield batch, hash_batch(batch, self.settings)[1]
+                while self.injected:  # queued while the consumer handled the last result
+                    extra = self.injected.popleft()
+                    yield extra, hash_batch(extra, self.settings)[1]
+        finally:
+            count_progress(None)
 
 
 class _Gate:
@@ -130,24 +149,18 @@ class _Gate:
                 return None
 
 
-class PoolExecutor:
+class PoolExecutor(_Executor):
     """Hash in ``processes`` worker processes with bounded memory and dead-worker recovery."""
 
-    def __init__(self, settings: HashSettings, processes: int) -> None:
-        self.settings = settings
+    def __init__(
+        self, settings: HashSettings, processes: int, counters: WorkCounters | None = None
+    ) -> None:
+        super().__init__(settings, counters)
         self.processes = processes
         self.retry: deque[Batch] = deque()
-        self.injected: deque[Batch] = deque()
         self.exhausted = False
         self.source: Iterator[Batch] = iter(())
         self.source_lock = threading.Lock()
-        self._ids = itertools.count(-1, -1)  # extra batches never collide with the walker's
-
-    def inject(self, batch: Batch) -> int:
-        """Queue an extra batch (a hard link's one read); returns the id it was given."""
-        batch = replace(batch, batch_id=next(self._ids))
-        self.injected.append(batch)
-        return batch.batch_id
 
     def results(self, batches: Iterable[Batch]) -> Iterator[tuple[Batch, list]]:
         self.source = iter(batches)
@@ -185,8 +198,11 @@ class PoolExecutor:
     def _one_generation(self, gate: _Gate) -> Iterator[tuple[Batch, list]]:
         """Run one Pool until the input is exhausted (returns False) or a worker dies (True)."""
         before = {p.pid for p in multiprocessing.active_children()}
-        pool = multiprocessing.Pool(self.processes, initializer=_init_worker)
+        pool = multiprocessing.Pool(
+            self.processes, initializer=_init_worker, initargs=(self.counters,)
+        )
         workers = {p.pid for p in multiprocessing.active_children()} - before
+        self._started()
         task = functools.partial(hash_batch, settings=self.settings)
         broken = False
         try:
