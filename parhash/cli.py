@@ -672,7 +672,7 @@ AUDIT_EPILOG = (
         {
             0: "no change in a --fail-on class",
             1: "changes in a --fail-on class",
-            2: "fatal (bad manifest, missing root)",
+            2: "fatal (bad manifest, missing root, an --update that would lose entries)",
         }
     )
 )
@@ -726,7 +726,10 @@ def audit(
     ] = ",".join(c for c in ("added", "removed", "modified", "corrupted", "moved", "unreadable")),
     update: Annotated[
         bool,
-        typer.Option("--update", help="Then rewrite MANIFEST from this scan (atomically)."),
+        typer.Option(
+            "--update",
+            help="Then rewrite MANIFEST atomically (what this run did not reach stays as it was).",
+        ),
     ] = False,
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Also list unchanged files.")
