@@ -17,20 +17,29 @@ Every path lands in exactly one class:
   files; pairs are matched in path order when several share a digest).
 - ``removed`` / ``added``: only in the manifest / only in the tree.
 - ``unreadable``: the scan produced an error record for it.
+
+Entries this run cannot judge stay out of every class and go to a third table, ``kept``:
+those outside this run's selection (``--exclude``, ``--max-depth``, size filters, ...) and
+those below a directory the scan could not list. ``--update`` writes them back unchanged,
+with the previous digest of every file unreadable now: an update never thins the baseline.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sqlite3
+import stat
 import tempfile
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from os import fsdecode, fsencode
 
 from parhash.manifest import ManifestEntry, ManifestError, relative_key
 from parhash.model import FileRecord, Summary
+from parhash.walk import child_prefix
 
 CLASSES = ("added", "removed", "modified", "corrupted", "moved", "unreadable", "unchanged")
 #: Classes that make the exit status 1 unless --fail-on says otherwise.
@@ -86,20 +95,34 @@ class AuditStore:
             f"cache_size=-{CACHE_KIB}",
         ):
             self.db.execute(f"PRAGMA {pragma}")
-        for table in ("old", "new"):
+        for table in ("old", "new", "kept"):
             self.db.execute(
                 f"CREATE TABLE {table} (ri INTEGER, key BLOB, path BLOB, size INTEGER, "
-                "mtime INTEGER, hash TEXT, error TEXT)"
+                "mtime INTEGER, hash TEXT, error TEXT, extra TEXT)"
             )
         #: Roots in the manifest's order; a row's ``ri`` indexes this list.
         self.roots: list[str] = []
         self._root_index: dict[str, int] = {}
+        #: Where each root is scanned (``scan_roots``): as recorded, absolute, or ROOT;
+        #: None for a root this run leaves alone (ROOT named another one).
+        self.scanned: list[str | None] = []
+        #: Per root, the subtree ROOT covers ("": all of it): the keys' common prefix.
+        self.prefixes: list[str] = []
+        #: ``reach(ri, key)``: whether the recorded selection takes a path the walk of a
+        #: subtree found (its globs and depth count from the recorded root); None: all.
+        self.reach: Callable[[int, str], bool] | None = None
+        #: Digests after the first (``-a sha256,blake3``), kept in the ``extra`` column.
+        self.extra_algos: tuple[str, ...] = ()
+        #: The manifest's header says its paths are relative (``--relative``): a path is
+        #: its key as it stands, even one that starts with the root's name.
+        self.relative_paths = False
 
     def close(self) -> None:
         self.db.close()
         shutil.rmtree(self.directory, ignore_errors=True)
 
-    def _ri(self, root: str) -> int:
+    def ri_of(self, root: str) -> int:
+        """The index of a manifest root (a root met first in a record is added)."""
         index = self._root_index.get(root)
         if index is None:
             index = self._root_index[root] = len(self.roots)
@@ -109,62 +132,83 @@ class AuditStore:
     def register_roots(self, roots: Iterable[str]) -> None:
         """Roots a manifest header names, even those that held no file."""
         for root in roots:
-            self._ri(root)
+            self.ri_of(root)
 
-    def load_manifest(self, entries: Iterable[ManifestEntry], keep, source: str) -> int:
-        """Insert the manifest's entries (``keep(key)`` drops excluded paths) and index them;
-        a path listed twice makes the manifest untrustworthy. Returns the count."""
-        rows = (
-            (
-                self._ri(e.root),
-                fsencode(key),
-                fsencode(e.path),
-                e.size,
-                e.mtime_ns,
-                e.digest,
-                e.error,
-            )
-            for e in entries
-            if keep(key := relative_key(e.path, e.root))
-        )
-        count = self._insert("old", rows)
-        try:
-            self.db.execute("CREATE UNIQUE INDEX old_key ON old (ri, key)")
-        except sqlite3.IntegrityError:
-            (path,) = self.db.execute(
-                "SELECT min(path) FROM old GROUP BY ri, key HAVING count(*) > 1 LIMIT 1"
-            ).fetchone()
-            raise ManifestError(f"{source}: {fsdecode(path)!r} is listed twice") from None
+    def load_manifest(
+        self, entries: Iterable[ManifestEntry], admit: Callable[[ManifestEntry, str], bool], source
+    ) -> int:
+        """Insert the manifest's entries and index them: ``admit(entry, key)`` says whether
+        this run's selection reaches the path; the others go to ``kept``, untouched. A path
+        listed twice makes the manifest untrustworthy. Returns the count compared."""
+        rows: dict[str, list[tuple]] = {"old": [], "kept": []}
+        count = 0
+        for e in entries:
+            key = os.path.normpath(e.path) if self.relative_paths else relative_key(e.path, e.root)
+            table = "old" if admit(e, key) else "kept"
+            extra = None
+            if self.extra_algos and e.extra:
+                extra = json.dumps([e.extra.get(a) for a in self.extra_algos])
+            row = (self.ri_of(e.root), fsencode(key), fsencode(e.path))
+            rows[table].append((*row, e.size, e.mtime_ns, e.digest, e.error, extra))
+            if len(rows[table]) >= LOAD_CHUNK:
+                count += self._flush(table, rows[table])
+        count += self._flush("old", rows["old"])
+        self._flush("kept", rows["kept"])
+        for table in ("old", "kept"):
+            try:
+                self.db.execute(f"CREATE UNIQUE INDEX {table}_key ON {table} (ri, key)")
+            except sqlite3.IntegrityError:
+                (path,) = self.db.execute(
+                    f"SELECT min(path) FROM {table} GROUP BY ri, key HAVING count(*) > 1 LIMIT 1"
+                ).fetchone()
+                raise ManifestError(f"{source}: {fsdecode(path)!r} is listed twice") from None
         return count
 
-    def scan_roots(self, override: str | None) -> list[str]:
-        """The roots to scan, in manifest order; ROOT replaces the one manifest root."""
-        if override is None:
-            return list(self.roots)
-        self._root_index = {override: 0}
-        return [override]
+    def _flush(self, table: str, rows: list[tuple]) -> int:
+        count = self._insert(table, rows)
+        rows.clear()
+        return count
+
+    def scan_roots(self, scanned: list[str | None], prefixes: list[str]) -> list[str]:
+        """Scan the manifest's roots at ``scanned`` (same order: a root as recorded, its
+        recorded absolute path, ROOT, or None: not this time), each one's keys below its
+        prefix. Returns the paths to scan."""
+        self.scanned = list(scanned)
+        self.prefixes = list(prefixes)
+        self._root_index = {root: i for i, root in enumerate(scanned) if root is not None}
+        return [root for root in scanned if root is not None]
+
+    def key_of(self, ri: int, path: str, root: str) -> str:
+        """The key of a scanned path: relative to the manifest root it stands for."""
+        key = relative_key(path, root)
+        prefix = self.prefixes[ri]
+        return os.path.join(prefix, key) if prefix else key
 
     def add_scanned(self, records: list[FileRecord]) -> None:
         """Insert one batch of scan records (called on the writer thread)."""
         index = self._root_index
+        keyed = ((index[r.root], self.key_of(index[r.root], r.path, r.root), r) for r in records)
+        reach = self.reach
         self._insert(
             "new",
             (
                 (
-                    index[r.root],
-                    fsencode(relative_key(r.path, r.root)),
+                    ri,
+                    fsencode(key),
                     fsencode(r.path),
                     r.size,
                     r.mtime_ns,
                     r.digest,
                     r.error,
+                    json.dumps(r.extra) if r.extra else None,
                 )
-                for r in records
+                for ri, key, r in keyed
+                if reach is None or reach(ri, key)
             ),
         )
 
     def _insert(self, table: str, rows: Iterable[tuple]) -> int:
-        sql = f"INSERT INTO {table} VALUES (?, ?, ?, ?, ?, ?, ?)"
+        sql = f"INSERT INTO {table} VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
         count = 0
         chunk: list[tuple] = []
         for row in rows:
@@ -178,9 +222,86 @@ class AuditStore:
             count += len(chunk)
         return count
 
-    def diff(self) -> None:
-        """Index the scan, pair moves (the one step that needs both sides complete)."""
+    def diff(self, size_range: tuple[int | None, int | None] = (None, None)) -> None:
+        """Index the scan, set aside what it could not judge, pair moves (the one step that
+        needs both sides complete)."""
+        self.db.execute("CREATE INDEX new_key ON new (ri, key)")
+        # A kept entry the scan reached after all (a file that grew into a size range, a
+        # changed .gitignore) is compared like any other.
+        reached = "WHERE EXISTS (SELECT 1 FROM new WHERE new.ri = kept.ri AND new.key = kept.key)"
+        self.db.execute(f"INSERT INTO old SELECT * FROM kept {reached}")
+        self.db.execute(f"DELETE FROM kept {reached}")
+        self._keep_below_unlistable()
+        if size_range != (None, None):
+            self._keep_out_of_range(*size_range)
         self.db.executescript(_DIFF_SQL)
+
+    def _keep(self, ri: int, lo: bytes, hi: bytes) -> None:
+        """Move the old rows of root ``ri`` with ``lo <= key < hi`` to ``kept``."""
+        where = "WHERE ri = ? AND key >= ? AND key < ?"
+        self.db.execute(f"INSERT INTO kept SELECT * FROM old {where}", (ri, lo, hi))
+        self.db.execute(f"DELETE FROM old {where}", (ri, lo, hi))
+
+    def _keep_below_unlistable(self) -> None:
+        """Files below a directory the scan could not list are not removed: unknown now."""
+        rows = self.db.execute(
+            "SELECT ri, key, path FROM new WHERE error LIKE 'cannot list directory%'"
+        ).fetchall()
+        for ri, key, path in rows:
+            if fsdecode(path) == self.scanned[ri]:  # the root itself: all it covers
+                prefix = fsencode(self.prefixes[ri])
+                if prefix:
+                    self._keep(ri, prefix + b"/", prefix + b"0")
+                else:
+                    self._keep(ri, b"", b"\xff" * 8)
+            else:
+                self._keep(ri, key + b"/", key + b"0")  # "0" follows "/" in byte order
+
+    def _keep_out_of_range(self, low: int | None, high: int | None) -> None:
+        """A file the manifest lists that a size filter now skips (it grew or shrank out of
+        range) is outside the selection, not removed: one stat per such candidate."""
+        rows = self.db.execute(
+            "SELECT old.ri, old.key FROM old LEFT JOIN new ON new.ri = old.ri "
+            "AND new.key = old.key WHERE new.key IS NULL"
+        ).fetchall()
+        for ri, key in rows:
+            try:
+                st = os.stat(self.on_disk(ri, fsdecode(key)))
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode) and out_of_range(st.st_size, low, high):
+                self._keep(ri, key, key + b"\0")
+
+    def on_disk(self, ri: int, key: str) -> str:
+        """Where the file with this key is now (a file root is its own path)."""
+        root = self.scanned[ri]
+        assert root is not None, "only scanned roots have keys to look up"
+        if os.path.isfile(root):
+            return root
+        prefix = self.prefixes[ri]
+        return os.path.join(root, key[len(prefix) + 1 :] if prefix else key)
+
+    def kept_counts(self) -> tuple[int, int]:
+        """(entries kept outside this run's reach, previous digests kept for files that
+        are unreadable now): what ``--update`` carries forward without re-establishing."""
+        (outside,) = self.db.execute("SELECT count(*) FROM kept").fetchone()
+        (unreadable,) = self.db.execute(f"SELECT count(*) {_UNREADABLE_KEPT}").fetchone()
+        return outside, unreadable
+
+    def merged(self, out_roots: list[str], relative: bool) -> Iterator[FileRecord]:
+        """The updated manifest's records in path order: the fresh record of every path
+        scanned OK (or unreadable and never hashed), the previous one of a path unreadable
+        now, every kept entry; removed paths dropped. Paths take the manifest's style:
+        under ``out_roots`` (as recorded, or ROOT), or relative to them."""
+        for row in self.db.execute(_MERGE_SQL):
+            source, ri, path, size, mtime, digest, error, extra, key = row
+            text = fsdecode(path)
+            if source == "new":
+                text = self._new_path(ri, text, fsdecode(key), out_roots[ri], relative)
+            elif not relative:
+                text = restyle(text, self.roots[ri], out_roots[ri])
+            extras = tuple(json.loads(extra)) if extra else (None,) * len(self.extra_algos)
+            yield FileRecord(text, out_roots[ri], size, mtime, digest, error, None, extras)
 
     def counts(self) -> dict[str, int]:
         return {kind: self.db.execute(_COUNT[kind]).fetchone()[0] for kind in CLASSES}
@@ -198,9 +319,54 @@ class AuditStore:
             moved_from = self.display(mri, fsdecode(mkey)) if mkey is not None else None
             yield AuditEvent(kind, self.display(ri, fsdecode(key)), old, new, moved_from)
 
+    def _new_path(self, ri: int, path: str, key: str, out_root: str, relative: bool) -> str:
+        """A scanned path in the manifest's style: its key (relative manifests), the root
+        itself (a file named as the root), or the key below the manifest's root."""
+        if relative:
+            return key
+        if path == self.scanned[ri] and not self.prefixes[ri]:
+            return out_root
+        return child_prefix(out_root) + key
+
+
+def out_of_range(size: int | None, low: int | None, high: int | None) -> bool:
+    """Whether --min-size/--max-size skip a file of ``size`` bytes (unknown: they don't)."""
+    if size is None:
+        return False
+    return (low is not None and size < low) or (high is not None and size > high)
+
+
+def restyle(path: str, root: str, new_root: str) -> str:
+    """``path`` (reached from ``root``) as reached from ``new_root`` instead."""
+    if root == new_root:
+        return path
+    if path == root:
+        return new_root
+    prefix = child_prefix(root)
+    if path.startswith(prefix):
+        return child_prefix(new_root) + path[len(prefix) :]
+    return path
+
+
+_UNREADABLE_KEPT = (
+    "FROM old JOIN new ON new.ri = old.ri AND new.key = old.key "
+    "WHERE new.error IS NOT NULL AND old.hash IS NOT NULL"
+)
+
+_MERGE_SQL = f"""
+SELECT 'new', ri, path, size, mtime, hash, error, extra, key FROM new
+ WHERE error IS NULL OR NOT EXISTS
+       (SELECT 1 FROM old WHERE old.ri = new.ri AND old.key = new.key AND old.hash IS NOT NULL)
+UNION ALL
+SELECT 'old', old.ri, old.path, old.size, old.mtime, old.hash, old.error, old.extra, old.key
+ {_UNREADABLE_KEPT}
+UNION ALL
+SELECT 'old', ri, path, size, mtime, hash, error, extra, key FROM kept
+ WHERE NOT EXISTS (SELECT 1 FROM new WHERE new.ri = kept.ri AND new.key = kept.key)
+ORDER BY 2, 9
+"""
 
 _DIFF_SQL = """
-CREATE INDEX new_key ON new (ri, key);
 CREATE TABLE gone AS
     SELECT old.ri, old.key, old.hash, old.size,
            ROW_NUMBER() OVER (PARTITION BY old.hash, old.size ORDER BY old.ri, old.key) AS rn
@@ -268,18 +434,33 @@ _COUNT = {k: f"SELECT count(*) {_WHERE[k]}" for k in CLASSES}
 
 
 class AuditSink:
-    """The pipeline's consumer for an audit: scan records into the store (and, with
-    --update, into the new manifest's reporter at the same time)."""
+    """The pipeline's consumer for an audit: scan records into the store."""
 
-    def __init__(self, store: AuditStore, also=None) -> None:
+    def __init__(self, store: AuditStore) -> None:
         self.store = store
-        self.also = also
 
     def write(self, records: list[FileRecord]) -> None:
         self.store.add_scanned(records)
-        if self.also is not None:
-            self.also.write(records)
 
     def close(self, summary: Summary) -> None:
-        if self.also is not None:
-            self.also.close(summary)
+        pass
+
+
+def write_update(
+    store: AuditStore, reporter, roots: list[str], header: dict, started: float
+) -> Summary:
+    """Stream the merged manifest into ``reporter`` (``--update``); the summary counts what
+    was written, so a json manifest's closing count matches its records."""
+    summary = Summary()
+    reporter.begin(roots, header)
+    batch: list[FileRecord] = []
+    for record in store.merged(roots, bool(header.get("relative"))):
+        summary.add(record)
+        batch.append(record)
+        if len(batch) >= 1024:
+            reporter.write(batch)
+            batch = []
+    reporter.write(batch)
+    summary.elapsed = time.time() - started
+    reporter.close(summary)
+    return summary

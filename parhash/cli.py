@@ -459,7 +459,7 @@ def run_scan(
 
 
 def _manifest_options(options) -> dict:
-    """The walk settings a json manifest records in its header."""
+    """The selection a manifest's header records (H.options): what ``audit`` repeats."""
     walk = options.walk
     return {
         "follow_symlinks": walk.follow_symlinks,
@@ -470,6 +470,7 @@ def _manifest_options(options) -> dict:
         "gitignore": walk.gitignore,
         "min_size": options.min_size,
         "max_size": options.max_size,
+        "dedupe_links": options.dedupe_links,
     }
 
 
@@ -671,14 +672,30 @@ AUDIT_EPILOG = (
         {
             0: "no change in a --fail-on class",
             1: "changes in a --fail-on class",
-            2: "fatal (bad manifest, missing root)",
+            2: "fatal (bad manifest, missing root, an --update that would lose entries)",
         }
     )
 )
 
 
+#: The audit options that select files, by parameter name: each one given replaces the
+#: value the manifest recorded (``exclude_from`` joins ``exclude``).
+SELECTION_PARAMS = (
+    "follow_symlinks",
+    "one_file_system",
+    "exclude",
+    "exclude_from",
+    "max_depth",
+    "hidden",
+    "gitignore",
+    "min_size",
+    "max_size",
+)
+
+
 @app.command(cls=Command, epilog=AUDIT_EPILOG, short_help="Report what changed since a manifest.")
 def audit(
+    ctx: typer.Context,
     manifest: Annotated[
         str,
         typer.Argument(
@@ -709,7 +726,10 @@ def audit(
     ] = ",".join(c for c in ("added", "removed", "modified", "corrupted", "moved", "unreadable")),
     update: Annotated[
         bool,
-        typer.Option("--update", help="Then rewrite MANIFEST from this scan (atomically)."),
+        typer.Option(
+            "--update",
+            help="Then rewrite MANIFEST atomically (what this run did not reach stays as it was).",
+        ),
     ] = False,
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Also list unchanged files.")
@@ -733,13 +753,18 @@ def audit(
     exclude_from: ExcludeFrom = None,
     max_depth: MaxDepth = None,
     hidden: Hidden = True,
+    gitignore: Gitignore = False,
+    min_size: MinSize = None,
+    max_size: MaxSize = None,
     jobs: Jobs = None,
     progress: Progress = None,
     color: Color = "auto",
 ) -> None:
-    """Compare a tree with a saved manifest and report exactly what changed."""
+    """Compare a tree with a saved manifest and report exactly what changed.
+
+    The selection options (-e, --exclude-from, -d, --hidden/--no-hidden, --gitignore,
+    --min-size, --max-size, -L, -x) default to those the manifest recorded."""
     from parhash.audit import CLASSES
-    from parhash.walk import WalkOptions
 
     classes = [c.strip() for c in fail_on.split(",") if c.strip() and c.strip() != "none"]
     unknown = [c for c in classes if c not in CLASSES]
@@ -749,17 +774,23 @@ def audit(
             param_hint="--fail-on",
         )
     _set_color(color)
-    walk = WalkOptions(
-        follow_symlinks=follow_symlinks,
-        one_file_system=one_file_system,
-        exclude=_excludes(exclude, exclude_from),
-        max_depth=max_depth,
-        hidden=hidden,
-    )
+    given = {p for p in SELECTION_PARAMS if _on_command_line(ctx, p)}
+    values = {
+        "follow_symlinks": follow_symlinks,
+        "one_file_system": one_file_system,
+        "max_depth": max_depth,
+        "hidden": hidden,
+        "gitignore": gitignore,
+        "min_size": _size_option(min_size, "--min-size"),
+        "max_size": _size_option(max_size, "--max-size"),
+    }
+    overrides = {k: v for k, v in values.items() if k in given}
+    if given & {"exclude", "exclude_from"}:
+        overrides["exclude"] = list(_excludes(exclude, exclude_from))
     code = run_audit(
         manifest,
         root,
-        walk,
+        overrides,
         fmt=fmt.value,
         fail_on=tuple(classes),
         update=update,
@@ -773,10 +804,17 @@ def audit(
     raise typer.Exit(int(code))
 
 
+def _on_command_line(ctx: typer.Context, name: str) -> bool:
+    """Whether the option was typed (not a default): typer 0.2x vendors click, so the
+    ParameterSource enum is compared by name rather than imported from a private module."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name == "COMMANDLINE"
+
+
 def run_audit(
     manifest: str,
     root: str | None,
-    walk,
+    overrides: dict,
     *,
     fmt: str,
     fail_on: tuple[str, ...],
@@ -789,58 +827,60 @@ def run_audit(
     quiet: bool = False,
 ) -> ExitCode:
     """Load the manifest, scan the tree through the pipeline, diff, report, maybe update."""
+    import time
+
+    from parhash import baseline
     from parhash.audit import AuditSink, AuditStore
     from parhash.audit_report import render_human, render_json, render_jsonl
-    from parhash.manifest import iter_entries, read_info
-    from parhash.pipeline import ScanOptions, check_roots, run, scan_sources
+    from parhash.manifest import read_info
+    from parhash.pipeline import check_roots, run, scan_sources
     from parhash.progress import make_progress
     from parhash.report import make_reporter
-    from parhash.walk import PathFilter
 
     def body(outputs: Outputs) -> ExitCode:
+        started = time.time()
         info = read_info(manifest, algo)
-        admitted = PathFilter(walk)
+        selection = baseline.resolve_selection(info, overrides)
+        if update:
+            baseline.check_update(info, selection)
         store = AuditStore()
         try:
-            store.register_roots(info.roots)
-            store.load_manifest(iter_entries(info), admitted, manifest)
-            if root is not None and len(store.roots) > 1:
-                raise FatalError(
-                    f"{manifest} has {len(store.roots)} roots; ROOT can replace only one"
-                )
-            roots = check_roots(store.scan_roots(root))
-            also = None
-            if update:
-                target = outputs.open(manifest)
-                also = make_reporter(info.format, target.stream, info.algo)
-                also.begin(roots)
-            walk_here = own_files_skipped(walk, outputs, manifest)
-            options = ScanOptions(algo=info.algo, jobs=jobs, walk=walk_here)
-            sink = AuditSink(store, also)
+            plan, algos = baseline.load(store, info, selection, root, update=update)
+            roots = check_roots(store.scan_roots(plan.scanned, plan.prefixes))
+            warning = baseline.host_warning(info)
+            if warning and not quiet:
+                err(f"parhash: warning: {sanitize(warning)}")
+            target = outputs.open(manifest) if update else None
+            walk_here = own_files_skipped(baseline.walk_options(selection, plan), outputs, manifest)
+            options = baseline.scan_options(selection, algos, jobs, walk_here)
             sources = scan_sources(roots, walk_here)
-            run(sources, options, sink, make_progress(progress, quiet), warn_errors=not quiet)
-            store.diff()
+            run(
+                sources,
+                options,
+                AuditSink(store),
+                make_progress(progress, quiet),
+                warn_errors=not quiet,
+            )
+            store.diff(selection.size_range)
             counts = store.counts()
             out = sys.stdout.buffer
             if fmt == "human":
-                taken = f", taken {info.started}" if info.started else ""
-                title = (
-                    f"parhash audit of {', '.join(roots)} against {manifest} ({info.algo}{taken})"
-                )
-                render_human(
-                    store,
-                    counts,
-                    out,
-                    title=None if quiet else sanitize(title),
-                    color=color,
-                    verbose=verbose,
-                )
+                title = None if quiet else sanitize(baseline.title(info, roots, selection))
+                render_human(store, counts, out, title=title, color=color, verbose=verbose)
             elif fmt == "jsonl":
                 render_jsonl(store, out, verbose=verbose)
             else:
                 header = {"manifest": manifest, "algo": info.algo, "roots": roots}
+                header["selection"] = selection.recordable()
                 render_json(store, counts, out, header=header, verbose=verbose)
             out.flush()
+            if target is not None:
+                reporter = make_reporter(info.format, target.stream, ",".join(algos))
+                note = baseline.write_updated(
+                    store, reporter, info, selection, plan, root, algos, started
+                )
+                if note and not quiet:
+                    err(f"parhash: {note}")
         finally:
             store.close()
         failed = any(counts[c] for c in fail_on)

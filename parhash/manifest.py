@@ -8,14 +8,15 @@ names the file and the line, never a traceback and never a silently partial audi
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from parhash.exit_codes import FatalError
-from parhash.hashing import get_algorithm
-from parhash.report import FIELDS, MANIFEST_VERSION
+from parhash.hashing import ALGORITHMS, get_algorithm
+from parhash.report import CSV_HEADER_PREFIX, FIELDS, MANIFEST_VERSION
 from parhash.sums import (
     BadLine,
     ChecksumLine,
@@ -40,17 +41,30 @@ class ManifestEntry:
     mtime_ns: int | None
     digest: str | None
     error: str | None
+    #: The other algorithms' digests of a ``-a sha256,blake3`` manifest, by name.
+    extra: dict[str, str | None] | None = None
 
 
 @dataclass
 class ManifestInfo:
-    """What the manifest says about itself: format, algorithm, roots, when it was taken."""
+    """What the manifest says about itself: format, algorithm, roots, when it was taken.
+
+    The fields after ``started`` come from the header (H, README "Output formats"); a
+    manifest without one (a sums file, a version-1 jsonl/csv) leaves them ``None``.
+    """
 
     path: str
     format: str
     algo: str
     roots: list[str] = field(default_factory=list)
     started: str | None = None
+    header: dict | None = None
+    algos: list[str] | None = None
+    roots_abs: list[str] | None = None
+    host: str | None = None
+    relative: bool | None = None
+    #: The selection the scan applied (walk and size options), as recorded.
+    options: dict | None = None
 
 
 def detect_format(path: str) -> str:
@@ -62,12 +76,100 @@ def detect_format(path: str) -> str:
         raise ManifestError(f"{path}: {exc.strerror or exc}") from None
     stripped = head.lstrip()
     if stripped.startswith(b'{"header"'):
-        return "json"
+        return "jsonl" if _jsonl_header_line(path) is not None else "json"
     if stripped.startswith(b"{"):
         return "jsonl"
-    if head.startswith(",".join(FIELDS).encode()):
+    if head.startswith((",".join(FIELDS).encode(), CSV_HEADER_PREFIX.encode())):
         return "csv"
     return "sums"
+
+
+def _jsonl_header_line(path: str) -> dict | None:
+    """The header of a jsonl manifest: line 1 is one whole ``{"header": H}`` object (a json
+    manifest's line 1 is not a complete document)."""
+    with open(path, "rb") as f:
+        first = f.readline()
+    try:
+        obj = json.loads(first)
+    except ValueError:
+        return None
+    if type(obj) is dict and "header" in obj and "path" not in obj:
+        return obj["header"]
+    return None
+
+
+def _header_of(path: str, fmt: str) -> dict | None:
+    """The manifest's header object H, or None for a manifest that has none (a sums file,
+    a version-1 jsonl or csv): those audit as before, without a recorded selection."""
+    if fmt == "json":
+        header: object = _json_header(path)
+    elif fmt == "jsonl":
+        header = _jsonl_header_line(path)
+    elif fmt == "csv":
+        with open(path, "rb") as f:
+            first = f.readline().decode("utf-8", "surrogateescape").rstrip("\r\n")
+        if not first.startswith(CSV_HEADER_PREFIX):
+            return None
+        try:
+            header = json.loads(first[len(CSV_HEADER_PREFIX) :])
+        except ValueError as exc:
+            raise ManifestError(f"{path}:1: bad header ({exc.msg})") from None
+    else:
+        return None
+    if header is None:
+        return None
+    if type(header) is not dict:
+        raise ManifestError(f"{path}:1: the header must be a JSON object")
+    for key in ("version", "manifest_version"):
+        _check_version(header.get(key), f"{path}:1")
+    return header
+
+
+def _check_version(version: object, where: str) -> None:
+    if isinstance(version, int) and version > MANIFEST_VERSION:
+        raise ManifestError(
+            f"{where}: manifest version {version} is newer than this parhash reads "
+            f"({MANIFEST_VERSION}); upgrade parhash"
+        )
+
+
+def _info_from_header(path: str, fmt: str, header: dict) -> ManifestInfo:
+    """ManifestInfo from H; a key of the wrong type is an error, not a guess."""
+    where = f"{path}:1"
+    algo = header.get("algo")
+    _check_algo(algo, f"{where}: header")
+    algos = header.get("algos") or [algo]
+    roots = header.get("roots")
+    roots_abs = header.get("roots_abs")
+    options = header.get("options")
+    if not (isinstance(algos, list) and algos[0] == algo):
+        raise ManifestError(f"{where}: header 'algos' must be a list starting with 'algo'")
+    for name in algos:
+        _check_algo(name, f"{where}: header")
+    if not (isinstance(roots, list) and all(isinstance(r, str) for r in roots)):
+        raise ManifestError(f"{where}: header 'roots' must be a list of strings")
+    if roots_abs is not None and not (
+        isinstance(roots_abs, list)
+        and len(roots_abs) == len(roots)
+        and all(isinstance(r, str) for r in roots_abs)
+    ):
+        raise ManifestError(f"{where}: header 'roots_abs' must be one string per root")
+    if options is not None and not isinstance(options, dict):
+        raise ManifestError(f"{where}: header 'options' must be an object")
+    host = header.get("host")
+    return ManifestInfo(
+        path,
+        fmt,
+        str(algo),
+        list(roots),
+        header.get("started"),
+        header,
+        list(algos),
+        roots_abs,
+        host if isinstance(host, str) else None,
+        bool(header.get("relative", False)),
+        options,
+    )
 
 
 def read_info(path: str, algo_override: str | None = None) -> ManifestInfo:
@@ -77,15 +179,25 @@ def read_info(path: str, algo_override: str | None = None) -> ManifestInfo:
     ``iter_entries`` as it meets them: the manifest is read once, not twice.
     """
     fmt = detect_format(path)
-    if fmt == "json":
-        header = _json_header(path)
-        return ManifestInfo(path, fmt, header["algo"], header["roots"], header.get("started"))
+    header = _header_of(path, fmt)
+    if header is not None:
+        return _info_from_header(path, fmt, header)
     if fmt == "sums":
         return _sums_info(path, algo_override)
     for entry, algo in _records(path, fmt):
         _check_algo(algo, f"{path}: first record")
-        return ManifestInfo(path, fmt, algo, [entry.root])
+        info = ManifestInfo(path, fmt, algo, [entry.root])
+        info.relative = _looks_relative(entry)
+        return info
     raise ManifestError(f"{path}: no records: an empty manifest cannot be audited against")
+
+
+def _looks_relative(entry: ManifestEntry) -> bool:
+    """A header-less manifest's path style, from its first record: made with --relative
+    when the path is not reached from the root (``tree/a``, ``./a``)."""
+    if entry.path == entry.root:
+        return False
+    return not entry.path.startswith(child_prefix(entry.root))
 
 
 def _check_algo(algo: object, where: str) -> None:
@@ -126,21 +238,24 @@ def _entry_from_object(obj: object, source: str, number: int) -> tuple[ManifestE
     """Validate one decoded record; the location is formatted only when something is wrong."""
     if type(obj) is not dict:
         raise ManifestError(f"{source}:{number}: a record must be a JSON object")
-    version = obj.get("manifest_version")
-    if version is not None and isinstance(version, int) and version > MANIFEST_VERSION:
-        raise ManifestError(
-            f"{source}:{number}: manifest version {version} is newer than this parhash reads "
-            f"({MANIFEST_VERSION}); upgrade parhash"
-        )
+    _check_version(obj.get("manifest_version"), f"{source}:{number}")
     try:
         path, root, size, mtime, digest, error = [obj[k] for k in _KEYS]
         algo = obj["algo"]
     except KeyError as exc:
         raise ManifestError(f"{source}:{number}: record has no {exc.args[0]!r} key") from None
-    return _entry(path, root, size, mtime, digest, error, source, number), algo
+    extra = _extras(obj) if len(obj) > len(_KEYS) + 1 else None
+    return _entry(path, root, size, mtime, digest, error, source, number, extra), algo
 
 
-def _entry(path, root, size, mtime, digest, error, source: str, number: int) -> ManifestEntry:
+def _extras(obj: dict) -> dict[str, str | None] | None:
+    """The per-algorithm keys of a several-algorithm record (``"blake3": "..."``)."""
+    return {k: v for k, v in obj.items() if k in ALGORITHMS and k not in _KEYS} or None
+
+
+def _entry(
+    path, root, size, mtime, digest, error, source: str, number: int, extra=None
+) -> ManifestEntry:
     problem = None
     if type(path) is not str or type(root) is not str:
         problem = "path and root must be strings"
@@ -152,7 +267,7 @@ def _entry(path, root, size, mtime, digest, error, source: str, number: int) -> 
         problem = "record has neither a hash nor an error"
     if problem:
         raise ManifestError(f"{source}:{number}: {problem}")
-    return ManifestEntry(path, root, size, mtime, digest, error)
+    return ManifestEntry(path, root, size, mtime, digest, error, extra)
 
 
 _decode = json.JSONDecoder().decode
@@ -169,6 +284,9 @@ def _reason(exc: ValueError) -> str:
 def _jsonl_records(path: str) -> Iterator[tuple[ManifestEntry, str]]:
     with open(path, "rb") as f:
         first = 1
+        if _jsonl_header_line(path) is not None:  # line 1 is the header, not a record
+            f.readline()
+            first = 2
         while True:
             lines = f.readlines(JSONL_CHUNK * 200)
             if not lines:
@@ -211,11 +329,7 @@ def _json_header(path: str) -> dict:
     version = header.get("manifest_version")
     if not isinstance(version, int):
         raise ManifestError(f"{path}:1: header has no manifest_version")
-    if version > MANIFEST_VERSION:
-        raise ManifestError(
-            f"{path}:1: manifest version {version} is newer than this parhash reads "
-            f"({MANIFEST_VERSION}); upgrade parhash"
-        )
+    _check_version(version, f"{path}:1")
     return header
 
 
@@ -268,12 +382,20 @@ def _csv_records(path: str) -> Iterator[tuple[ManifestEntry, str]]:
     if not _ends_with_newline(path):
         raise ManifestError(f"{path}: last line is incomplete (truncated manifest?)")
     with open(path, newline="", encoding="utf-8", errors="surrogateescape") as f:
-        reader = csv.reader(f)
+        skipped = 0  # '#' lines (the parhash header) before the column row
+        first = f.readline()
+        while first.startswith("#"):
+            skipped += 1
+            first = f.readline()
+        reader = csv.reader(itertools.chain((first,), f))
         header = next(reader, None)
         if header is None or tuple(header[: len(FIELDS)]) != FIELDS:
-            raise ManifestError(f"{path}:1: header must start with {','.join(FIELDS)}")
+            where = f"{path}:{skipped + 1}"
+            raise ManifestError(f"{where}: header must start with {','.join(FIELDS)}")
+        more = [name for name in header[len(FIELDS) :] if name in ALGORITHMS]
         for row in reader:
-            where = f"{path}:{reader.line_num}"
+            number = reader.line_num + skipped
+            where = f"{path}:{number}"
             if len(row) < len(FIELDS):
                 raise ManifestError(f"{where}: expected {len(FIELDS)} columns, got {len(row)}")
             path_, size, mtime, algo, digest, error, root = row[: len(FIELDS)]
@@ -285,7 +407,8 @@ def _csv_records(path: str) -> Iterator[tuple[ManifestEntry, str]]:
                 digest or None,
                 error or None,
                 path,
-                reader.line_num,
+                number,
+                dict(zip(more, (d or None for d in row[len(FIELDS) :]), strict=False)) or None,
             )
             yield entry, algo
 

@@ -13,6 +13,7 @@ import csv
 import io
 import json
 import os
+import socket
 import sys
 import time
 from typing import BinaryIO
@@ -23,8 +24,13 @@ from parhash.sums import format_line
 from parhash.walk import child_prefix
 
 #: Version of the manifest layout written by the json/jsonl/csv reporters; bumped only when
-#: a key changes meaning or disappears (new keys may be added without a bump).
-MANIFEST_VERSION = 1
+#: a key changes meaning or disappears (new keys may be added without a bump). 2: every
+#: format starts with the header object (jsonl line 1, csv ``#parhash-header`` line), so a
+#: version-1 reader refuses these files instead of misreading them.
+MANIFEST_VERSION = 2
+
+#: First characters of the csv header line: ``#parhash-header <compact JSON of the header>``.
+CSV_HEADER_PREFIX = "#parhash-header "
 
 #: Column order of csv output, and key order of jsonl/json records (with several algorithms
 #: one more column/key per algorithm follows, named after it).
@@ -60,23 +66,65 @@ def display_path(record: FileRecord, relative: bool) -> str:
 class Reporter:
     """Common plumbing: the stream, the algorithm and the path style."""
 
-    def __init__(self, stream: BinaryIO, algo: str, *, relative: bool = False) -> None:
+    def __init__(
+        self, stream: BinaryIO, algo: str, *, relative: bool = False, options: dict | None = None
+    ) -> None:
         self.stream = stream
         #: Several algorithms (``-a sha256,xxh3``): the first is ``algo``/``hash``, and each
         #: gets a field of its own in jsonl/json/csv.
         self.algos = parse_algorithms(algo)
         self.algo = self.algos[0]
         self.relative = relative
+        #: The selection (walk and size options) the header records, for ``audit``.
+        self.options = options or {}
+        self.started = time.time()
         self.roots: dict[str, str] = {}  # root -> its JSON string (jsonl/json)
 
-    def begin(self, roots: list[str]) -> None:
-        """Called once before the first record (a header, if the format has one)."""
+    def begin(self, roots: list[str], header: dict | None = None) -> None:
+        """Called once before the first record: writes the header, if the format has one
+        (``header``: a prepared one, as ``audit --update`` carries the old one forward)."""
+
+    def header(self, roots: list[str]) -> dict:
+        """The manifest header: what ``audit`` needs to repeat this scan (algorithms, roots
+        as given and absolute, host, path style and selection)."""
+        return manifest_header(
+            self.algos, roots, relative=self.relative, options=self.options, started=self.started
+        )
 
     def write(self, records: list[FileRecord]) -> None:
         raise NotImplementedError
 
     def close(self, summary: Summary) -> None:
         self.stream.flush()
+
+
+def manifest_header(
+    algos: tuple[str, ...], roots: list[str], *, relative: bool, options: dict, started: float
+) -> dict:
+    """The header object H of every manifest format (README: "Output formats").
+
+    ``roots_abs`` is ``os.path.abspath`` (not realpath): the tree as the user named it, so a
+    symlinked mount point still audits through the link. ``manifest_version`` repeats
+    ``version`` under the key that version-1 readers check, so they refuse a newer file.
+    """
+    from parhash import __version__
+
+    names = [os.fsdecode(r) for r in roots]
+    return {
+        "version": MANIFEST_VERSION,
+        "manifest_version": MANIFEST_VERSION,
+        "tool": "parhash",
+        "tool_version": __version__,
+        "algo": algos[0],
+        "algos": list(algos),
+        "roots": names,
+        "roots_abs": [r if r == "-" else os.path.abspath(r) for r in names],
+        "host": socket.gethostname(),
+        "started": _iso(started),
+        "relative": relative,
+        "options": options,
+        "command": sys.argv,
+    }
 
 
 class SumsReporter(Reporter):
@@ -160,7 +208,12 @@ def _json_record(
 
 
 class JsonlReporter(Reporter):
-    """One JSON object per line, keys in ``FIELDS`` order; built by hand for speed."""
+    """One JSON object per line, keys in ``FIELDS`` order; built by hand for speed. Line 1
+    is ``{"header": H}`` (it has no ``path`` key, so ``jq 'select(.path)'`` skips it)."""
+
+    def begin(self, roots: list[str], header: dict | None = None) -> None:
+        text = json.dumps({"header": header or self.header(roots)}, ensure_ascii=True)
+        self.stream.write(f"{text}\n".encode())
 
     def write(self, records: list[FileRecord]) -> None:
         if records:
@@ -174,27 +227,11 @@ class JsonReporter(Reporter):
     """One JSON document, streamed: a header object, the records array, then a summary."""
 
     def __init__(self, stream: BinaryIO, algo: str, *, relative: bool = False, options=None):
-        super().__init__(stream, algo, relative=relative)
-        self.options = options or {}
+        super().__init__(stream, algo, relative=relative, options=options)
         self.first = True
-        self.started = time.time()
 
-    def begin(self, roots: list[str]) -> None:
-        from parhash import __version__
-
-        header = {
-            "tool": "parhash",
-            "tool_version": __version__,
-            "manifest_version": MANIFEST_VERSION,
-            "algo": self.algo,
-            "algos": list(self.algos),
-            "roots": [os.fsdecode(r) for r in roots],
-            "relative": self.relative,
-            "options": self.options,
-            "started": _iso(self.started),
-            "command": sys.argv,
-        }
-        text = json.dumps(header, ensure_ascii=True)
+    def begin(self, roots: list[str], header: dict | None = None) -> None:
+        text = json.dumps(header or self.header(roots), ensure_ascii=True)
         self.stream.write(f'{{"header": {text},\n"files": [\n'.encode())
 
     def write(self, records: list[FileRecord]) -> None:
@@ -219,10 +256,14 @@ class JsonReporter(Reporter):
 
 
 class CsvReporter(Reporter):
-    """RFC 4180 CSV with a header row, same columns as jsonl; empty cells for null."""
+    """RFC 4180 CSV with a header row, same columns as jsonl; empty cells for null. Before
+    it, one ``#parhash-header {...}`` line carries the manifest header (``pandas.read_csv(
+    comment="#")``, ``grep -v '^#'`` skip it)."""
 
-    def begin(self, roots: list[str]) -> None:
+    def begin(self, roots: list[str], header: dict | None = None) -> None:
         self.multi = len(self.algos) > 1
+        text = json.dumps(header or self.header(roots), ensure_ascii=True, separators=(",", ":"))
+        self.stream.write(f"{CSV_HEADER_PREFIX}{text}\r\n".encode())
         self._emit([FIELDS + (self.algos if self.multi else ())])
 
     def write(self, records: list[FileRecord]) -> None:
@@ -258,8 +299,8 @@ class SortedReporter:
         self.inner = inner
         self.records: list[FileRecord] = []
 
-    def begin(self, roots: list[str]) -> None:
-        self.inner.begin(roots)
+    def begin(self, roots: list[str], header: dict | None = None) -> None:
+        self.inner.begin(roots, header)
 
     def write(self, records: list[FileRecord]) -> None:
         self.records.extend(records)
@@ -293,11 +334,11 @@ def make_reporter(
     if fmt == "sums":
         reporter = SumsReporter(stream, algo, relative=relative, tag=tag, zero=zero)
     elif fmt == "jsonl":
-        reporter = JsonlReporter(stream, algo, relative=relative)
+        reporter = JsonlReporter(stream, algo, relative=relative, options=options)
     elif fmt == "json":
         reporter = JsonReporter(stream, algo, relative=relative, options=options)
     elif fmt == "csv":
-        reporter = CsvReporter(stream, algo, relative=relative)
+        reporter = CsvReporter(stream, algo, relative=relative, options=options)
     else:
         raise ValueError(f"unknown format {fmt!r}")
     return SortedReporter(reporter) if sort else reporter

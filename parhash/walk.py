@@ -77,7 +77,7 @@ class ExcludeMatcher:
 class PathFilter:
     """Would the walker reach this path (relative to the root)? For an audit's manifest side,
     so that what the walk leaves out (--exclude, --no-hidden, --max-depth) is neither added
-    nor removed. (.gitignore files are read from the tree and cannot be judged here.)"""
+    nor removed. (.gitignore files are read from the tree: ``GitignoreFilter``.)"""
 
     def __init__(self, options: WalkOptions) -> None:
         self.excludes = ExcludeMatcher(options.exclude)
@@ -90,6 +90,50 @@ class PathFilter:
         if not self.options.hidden and any(p.startswith(".") for p in parts):
             return False
         return not self.excludes.excluded_path(rel)
+
+
+class GitignoreFilter:
+    """Would a ``--gitignore`` walk of ``root`` reach this path? The manifest-side twin of
+    the walker's rule, reading the tree's ``.gitignore`` files (each directory's at most
+    once), so an audit or ``--update`` with ``--gitignore`` neither removes nor drops what
+    the walk now ignores."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.specs: dict[str, object] = {}
+
+    def _spec(self, rel_dir: str) -> object:
+        if rel_dir not in self.specs:
+            spec = None
+            try:
+                with open(
+                    os.path.join(self.root, rel_dir, ".gitignore"),
+                    encoding="utf-8",
+                    errors="surrogateescape",
+                ) as f:
+                    lines = f.read().splitlines()
+            except OSError:
+                pass
+            else:
+                from pathspec import GitIgnoreSpec
+
+                spec = GitIgnoreSpec.from_lines(lines)
+            self.specs[rel_dir] = spec
+        return self.specs[rel_dir]
+
+    def __call__(self, rel: str) -> bool:
+        parts = rel.split(os.sep)
+        chain: list[tuple[str, object]] = []
+        base = ""
+        for i, part in enumerate(parts):
+            spec = self._spec(base)
+            if spec is not None:
+                chain.append((base, spec))
+            is_dir = i < len(parts) - 1
+            if (is_dir and part == ".git") or (chain and _ignored(chain, base + part, is_dir)):
+                return False
+            base += part + os.sep
+        return True
 
 
 def _compile(patterns: list[str]) -> re.Pattern[str] | None:

@@ -147,3 +147,26 @@ def files_below(root: Path, base: Path | None = None) -> dict[bytes, bytes]:
                 with open(full, "rb") as f:
                     found[os.path.relpath(full, start)] = f.read()
     return found
+
+
+def jsonl_records(data: bytes | str) -> list[dict]:
+    """The records of parhash's jsonl output: line 1, the manifest header (``{"header": H}``,
+    no ``path`` key), is dropped. Split on "\\n" only: a name may hold U+2028 or U+0085."""
+    import json
+
+    text = data.decode("utf-8") if isinstance(data, bytes) else data
+    objects = [json.loads(line) for line in text.split("\n") if line.strip()]
+    if objects and "header" in objects[0] and "path" not in objects[0]:
+        objects = objects[1:]
+    return objects
+
+
+def csv_table(text: str) -> list[list[str]]:
+    """The rows of parhash's csv output from the column row on (the ``#parhash-header``
+    line before it dropped)."""
+    import csv
+    import io
+
+    if text.startswith("#parhash-header "):
+        text = text.split("\r\n", 1)[1]
+    return list(csv.reader(io.StringIO(text, newline="")))

@@ -21,6 +21,8 @@ import pytest
 import xxhash
 from conftest import run_cli, write_tree
 
+from parhash.report import MANIFEST_VERSION
+
 CHANGE_CLASSES = ("added", "removed", "modified", "corrupted", "moved", "unreadable")
 
 
@@ -430,8 +432,9 @@ def _json_before_summary(base: Path) -> bytes:
 
 def _json_version_99(base: Path) -> bytes:
     data = (base / "good.json").read_bytes()
-    assert data.count(b'"manifest_version": 1,') == 1
-    return data.replace(b'"manifest_version": 1,', b'"manifest_version": 99,')
+    current = f'"manifest_version": {MANIFEST_VERSION},'.encode()
+    assert data.count(current) == 1
+    return data.replace(current, b'"manifest_version": 99,')
 
 
 def _csv_bad_size(base: Path) -> bytes:

@@ -6,9 +6,7 @@ Every digest is checked against an independent implementation: the real peer too
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import os
 import random
@@ -20,6 +18,7 @@ from pathlib import Path
 import blake3
 import pytest
 import xxhash
+from conftest import csv_table, jsonl_records
 from conftest import files_below as conftest_files_below
 
 import parhash
@@ -89,8 +88,7 @@ def lines(data: bytes, sep: bytes = b"\n") -> list[bytes]:
 
 
 def jsonl(result) -> list[dict]:
-    text = result.stdout.decode("utf-8")  # strict: JSON must be valid UTF-8
-    return [json.loads(line) for line in text.splitlines()]
+    return jsonl_records(result.stdout)  # strict: JSON must be valid UTF-8
 
 
 def check_record(obj: dict, content: bytes, algo: str, root: str, *, base: Path) -> None:
@@ -272,7 +270,7 @@ def test_json_document(cli, odd_tree, tmp_path):
     result = cli("scan", "-f", "json", "-a", "SHA256", "tree", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout.decode("utf-8"))
-    assert doc["header"]["manifest_version"] == 1
+    assert doc["header"]["manifest_version"] == doc["header"]["version"] == 2
     assert doc["header"]["algo"] == "sha256"
     assert doc["header"]["roots"] == ["tree"]
     assert {os.fsencode(r["path"]) for r in doc["files"]} == set(files)
@@ -289,7 +287,7 @@ def test_csv_rows(cli, odd_tree, tmp_path):
     assert result.returncode == 0, result.stderr
     for name in files:
         assert name in result.stdout  # exact bytes, also for the non-UTF-8 name
-    rows = list(csv.reader(io.StringIO(result.text, newline="")))
+    rows = csv_table(result.text)
     assert rows[0] == KEYS
     assert len(rows) == len(files) + 1
     for row in rows[1:]:

@@ -10,11 +10,9 @@ tree are ~8,000 characters: messages show them by length and suffix only (``shor
 from __future__ import annotations
 
 import contextlib
-import csv
 import ctypes
 import glob
 import hashlib
-import io
 import json
 import os
 import random
@@ -29,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import CliResult, run_cli, run_unprivileged, write_tree
+from conftest import CliResult, csv_table, jsonl_records, run_cli, run_unprivileged, write_tree
 
 # The `unprivileged` fixture makes an interpreter reachable for user nobody (it lives below
 # a 0700 /root here); it is shared with the process tests rather than copied.
@@ -78,7 +76,7 @@ def no_traceback(result: CliResult) -> None:
 def parse_jsonl(data: bytes) -> list[dict]:
     """Split on b"\\n" only: a name may hold U+2028 or U+0085, which str.splitlines splits."""
     assert data == b"" or data.endswith(b"\n"), f"unterminated output: ...{data[-80:]!r}"
-    return [json.loads(line) for line in data.split(b"\n")[:-1]]
+    return jsonl_records(data)
 
 
 def scan_jsonl(*args: str | os.PathLike, cwd=None, timeout: float = 120):
@@ -693,7 +691,7 @@ def test_hostile_names_round_trip_through_every_format(names_tree, tmp_path):
     jsonl = by_path(parse_jsonl((tmp_path / "out.jsonl").read_bytes()))
     assert_records(jsonl, made, {})
     with open(tmp_path / "out.csv", newline="", encoding="utf-8", errors="surrogateescape") as f:
-        rows = list(csv.reader(f))
+        rows = csv_table(f.read())
     header, *rows = rows
     column = {name: i for i, name in enumerate(header)}
     from_csv = {
@@ -827,7 +825,7 @@ def parse_output(fmt: str, data: bytes) -> tuple[list[tuple[bytes, int | None, s
         errors = {os.fsencode(r["path"]): r["error"] for r in records if r["error"]}
         return rows, {"errors": errors, "summary": doc["summary"]}
     text = data.decode("utf-8", "surrogateescape")
-    header, *table = list(csv.reader(io.StringIO(text, newline="")))
+    header, *table = csv_table(text)
     col = {name: i for i, name in enumerate(header)}
     rows = [
         (

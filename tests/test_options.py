@@ -7,9 +7,7 @@ tmp_path; nothing here asserts on timing.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import os
 import pty
@@ -24,7 +22,7 @@ from pathlib import Path
 
 import pytest
 import xxhash
-from conftest import files_below, run_cli, write_tree
+from conftest import csv_table, files_below, jsonl_records, run_cli, write_tree
 
 KEYS = ["path", "size", "mtime", "algo", "hash", "error", "root"]
 
@@ -51,8 +49,7 @@ def need(program: str) -> str:
 
 
 def jsonl(result) -> list[dict]:
-    text = result.stdout.decode("utf-8")  # strict: JSON text must be valid UTF-8
-    return [json.loads(line) for line in text.splitlines()]
+    return jsonl_records(result.stdout)  # strict: JSON text must be valid UTF-8
 
 
 def by_path(records: list[dict], strip: str = "") -> dict[bytes, dict]:
@@ -345,7 +342,7 @@ def test_several_algorithms_csv_columns(make_tree, tmp_path):
     tree = make_tree(MULTI)
     result = run_cli("scan", "-a", "sha256,xxh3,md5", "-f", "csv", "-j1", "tree", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    rows = list(csv.reader(io.StringIO(result.stdout.decode("utf-8"), newline="")))
+    rows = csv_table(result.stdout.decode("utf-8"))
     assert rows[0] == [*KEYS, "sha256", "xxh3", "md5"]
     contents = files_below(tree)
     assert len(rows) == 1 + len(contents)
@@ -499,7 +496,7 @@ def test_hard_links_are_read_once(linked_tree, tmp_path):
             tmp_path, "scan", "-j1", "-a", "sha256,md5", "-f", "jsonl", flag, "tree"
         )
         assert proc.returncode == 0, proc.stderr
-        records = by_path([json.loads(x) for x in proc.stdout.splitlines()], "tree/")
+        records = by_path(jsonl_records(proc.stdout), "tree/")
         assert_digests(records, contents, "sha256")
         for name, record in records.items():
             assert record["md5"] == REFERENCE["md5"](contents[name])
@@ -802,7 +799,7 @@ def test_audit_with_walk_filters_on_an_unchanged_tree(make_tree, tmp_path, optio
     manifest = tmp_path / "m.jsonl"
     taken = run_cli("scan", "-j1", "-q", "-f", "jsonl", "-o", manifest, "tree", cwd=tmp_path)
     assert taken.returncode == 0, taken.stderr
-    assert len(manifest.read_bytes().splitlines()) == 8
+    assert len(jsonl_records(manifest.read_bytes())) == 8
     result = run_cli("audit", "-j1", "-f", "json", *options, manifest, cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr.encode()
     report = json.loads(result.stdout)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import hashlib
-import json
 import multiprocessing
 import os
 import random
@@ -33,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from conftest import jsonl_records
 
 import parhash
 
@@ -198,7 +198,7 @@ def file_digest(path: Path, algo: str) -> str:
 
 
 def read_jsonl(data: bytes) -> list[dict]:
-    return [json.loads(line) for line in data.decode("utf-8").splitlines() if line.strip()]
+    return jsonl_records(data)
 
 
 # --------------------------------------------------------------------------- 1 and 2: signals

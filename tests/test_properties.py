@@ -9,7 +9,6 @@ Library properties get many examples; CLI properties (~0.5 s per run) get a few.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import os
@@ -20,7 +19,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
-from conftest import CliResult, run_cli
+from conftest import CliResult, csv_table, jsonl_records, run_cli
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -135,14 +134,14 @@ def assert_clean(result: CliResult, code: int = 0) -> None:
 def jsonl_lines(data: bytes) -> list[dict]:
     """Split on b"\\n" only: names may hold U+2028 or U+0085 (str.splitlines splits those)."""
     assert data == b"" or data.endswith(b"\n")
-    return [json.loads(line) for line in data.split(b"\n")[:-1]]
+    return jsonl_records(data)
 
 
 def parsed(fmt: str, path: str) -> list[tuple[bytes, int, str]]:
     """(path bytes, size, hash) of every record of a jsonl, csv or json output file."""
     if fmt == "csv":
         with open(path, newline="", encoding="utf-8", errors="surrogateescape") as f:
-            header, *rows = list(csv.reader(f))
+            header, *rows = csv_table(f.read())
         col = {name: i for i, name in enumerate(header)}
         return [(os.fsencode(r[col["path"]]), int(r[col["size"]]), r[col["hash"]]) for r in rows]
     with open(path, "rb") as f:

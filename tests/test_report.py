@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import os
+import socket
 
 import pytest
 
@@ -126,7 +127,9 @@ def test_sums_zero_form():
 def parse_jsonl(out: bytes) -> list[dict]:
     text = out.decode("utf-8")  # strict: JSON text must be valid UTF-8
     assert text.endswith("\n")
-    return [json.loads(line) for line in text.splitlines()]
+    header, *records = [json.loads(line) for line in text.splitlines()]
+    assert list(header) == ["header"]  # line 1 is the manifest header, then the records
+    return records
 
 
 def expected_object(record: FileRecord, path: str | None = None) -> dict:
@@ -175,7 +178,7 @@ def test_json_document():
     out = render("json", batches=[RECORDS[:2], [], RECORDS[2:5], RECORDS[5:]])
     doc = json.loads(out.decode("utf-8"))
     header = doc["header"]
-    assert header["manifest_version"] == MANIFEST_VERSION == 1
+    assert header["manifest_version"] == header["version"] == MANIFEST_VERSION == 2
     assert header["algo"] == "sha256"
     assert header["roots"] == ["tree"]
     assert doc["files"] == [expected_object(r) for r in RECORDS]
@@ -206,8 +209,11 @@ def test_json_non_utf8_path_and_root():
 
 
 def parse_csv(out: bytes) -> list[list[str]]:
+    """The column row and the records (the ``#parhash-header`` line checked and dropped)."""
     text = out.decode("utf-8", "surrogateescape")
-    return list(csv.reader(io.StringIO(text, newline="")))
+    first, rest = text.split("\r\n", 1)
+    assert first.startswith("#parhash-header {")
+    return list(csv.reader(io.StringIO(rest, newline="")))
 
 
 def test_csv_rows():
@@ -322,3 +328,38 @@ def test_relative_paths_in_every_format(fmt):
             else [o["root"] for o in (parse_jsonl(out) if fmt == "jsonl" else doc["files"])]
         )
         assert roots == ["tree", "other/f.txt"]
+
+
+# -- the manifest header (the same object H in every format but sums) ---------------------
+
+
+def header_of(fmt: str, out: bytes) -> dict:
+    first = out.split(b"\n", 1)[0].decode("utf-8").rstrip("\r")
+    if fmt == "csv":
+        return json.loads(first[len("#parhash-header ") :])
+    if fmt == "jsonl":
+        return json.loads(first)["header"]
+    return json.loads(out)["header"]
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "json", "csv"])
+def test_header_in_every_manifest_format(fmt):
+    options = {"exclude": ["logs"], "max_depth": 2, "hidden": False}
+    out = render(fmt, roots=["tree", "other"], relative=True, options=options)
+    header = header_of(fmt, out)
+    assert header["version"] == MANIFEST_VERSION
+    assert header["tool"] == "parhash"
+    assert (header["algo"], header["algos"]) == ("sha256", ["sha256"])
+    assert header["roots"] == ["tree", "other"]
+    assert header["roots_abs"] == [
+        os.path.join(os.getcwd(), "tree"),
+        os.path.join(os.getcwd(), "other"),
+    ]
+    assert header["host"] == socket.gethostname()
+    assert header["relative"] is True
+    assert header["options"] == options
+    assert "started" in header
+
+
+def test_sums_has_no_header():
+    assert render("sums", [ok("tree/a", b"1")]) == expected_sums_line(ok("tree/a", b"1"))

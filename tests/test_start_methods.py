@@ -9,7 +9,6 @@ they need by pickling, never by inheriting the parent's memory.
 from __future__ import annotations
 
 import hashlib
-import json
 import multiprocessing
 import os
 import random
@@ -20,6 +19,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from conftest import jsonl_records
 
 from parhash.hashing import CHUNK_SIZE
 
@@ -114,7 +114,7 @@ def test_scan_hashes_every_file_once(tmp_path, method):
 
     stderr = proc.stderr.decode("utf-8", "replace")
     assert proc.returncode == 0, stderr
-    records = [json.loads(line) for line in proc.stdout.decode().splitlines()]
+    records = jsonl_records(proc.stdout)
     counts = Counter(r["path"] for r in records)
     assert counts == Counter(str(path) for path in files), stderr
     for record in records:

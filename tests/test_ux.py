@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-import json
 import multiprocessing
 import os
 import re
@@ -26,7 +25,7 @@ from pathlib import Path
 import pathspec
 import pytest
 import xxhash
-from conftest import run_cli
+from conftest import jsonl_records, run_cli
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -428,9 +427,7 @@ def test_readme_quickstart_works_from_the_repository_root():
         assert words[:2] == ["parhash", "scan"], command
         result = run_cli(*words[1:], "-f", "jsonl", cwd=REPO)
         assert result.returncode == 0, result.stderr
-        got = {
-            json.loads(line)["path"]: json.loads(line)["hash"] for line in result.text.splitlines()
-        }
+        got = {r["path"]: r["hash"] for r in jsonl_records(result.stdout)}
         assert got == {
             p.relative_to(REPO).as_posix(): xxhash.xxh3_64_hexdigest(p.read_bytes()) for p in files
         }
