@@ -7,14 +7,17 @@ whole address space, ``/proc/kcore`` all of memory). A walk that meets such a mo
 it (``find -xdev``'s effect, for these types only); a root named on one is walked, and its
 files are read to EOF with the size that was read, as ``sha256sum`` reads them.
 
-The type comes from ``/proc/self/mountinfo`` (Linux), matched to files by ``st_dev``: one
-read of a small file per run, and a set lookup per directory and per file. Without that
-file (not Linux, no /proc mounted) no filesystem is pseudo and walks behave as before.
+The type comes from ``/proc/self/mountinfo`` (Linux): one read of a small file per walk.
+The walker knows the mount points below its root by path, so it stats only a directory
+that is one (a stat of every directory cost 12 us each, +80% on a walk of 3,000
+directories of 10 files); a worker matches a file's ``st_dev`` (a set lookup). Without
+that file (not Linux, no /proc mounted) no filesystem is pseudo and walks are as before.
 """
 
 from __future__ import annotations
 
 import os
+import re
 
 #: Filesystem types whose mounts a walk does not enter. Each is a kernel interface, not
 #: storage: proc/sysfs (process and device state), devtmpfs/devpts (device nodes only, which
@@ -59,8 +62,14 @@ PSEUDO_READ_LIMIT = 64 * 1024 * 1024
 MOUNTINFO = "/proc/self/mountinfo"
 
 
-def mount_types(mountinfo: str = MOUNTINFO) -> dict[int, str]:
-    """``st_dev`` -> filesystem type of every mount this process can see ({} if unknown).
+def _unescape(field: str) -> str:
+    """mountinfo writes space, tab, newline and backslash as octal escapes (``\\040``)."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def pseudo_mounts(mountinfo: str = MOUNTINFO) -> list[tuple[str, int, str]]:
+    """(mount point, ``st_dev``, type) of every pseudo mount this process can see ([] if
+    mountinfo cannot be read).
 
     A mountinfo line is ``ID PARENT MAJOR:MINOR ROOT MOUNTPOINT OPTS [TAGS...] - TYPE ...``
     (proc(5)); optional tags make the ``-`` the only fixed landmark.
@@ -69,8 +78,8 @@ def mount_types(mountinfo: str = MOUNTINFO) -> dict[int, str]:
         with open(mountinfo, encoding="utf-8", errors="surrogateescape") as f:
             lines = f.read().splitlines()
     except OSError:
-        return {}
-    found: dict[int, str] = {}
+        return []
+    found = []
     for line in lines:
         fields = line.split(" ")
         try:
@@ -78,10 +87,12 @@ def mount_types(mountinfo: str = MOUNTINFO) -> dict[int, str]:
             fstype = fields[fields.index("-", 6) + 1]
         except (IndexError, ValueError):
             continue
-        found[os.makedev(int(major), int(minor))] = fstype
+        if fstype in PSEUDO_TYPES:
+            dev = os.makedev(int(major), int(minor))
+            found.append((_unescape(fields[4]), dev, fstype))
     return found
 
 
 def pseudo_devices(mountinfo: str = MOUNTINFO) -> dict[int, str]:
-    """``st_dev`` -> type of the mounts whose type is in ``PSEUDO_TYPES``."""
-    return {dev: kind for dev, kind in mount_types(mountinfo).items() if kind in PSEUDO_TYPES}
+    """``st_dev`` -> type of the pseudo mounts."""
+    return {dev: fstype for _, dev, fstype in pseudo_mounts(mountinfo)}

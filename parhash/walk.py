@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from parhash.hashing import LongPathOpener, describe_oserror, file_kind
 from parhash.model import FileRecord
-from parhash.mounts import pseudo_devices
+from parhash.mounts import pseudo_mounts
 
 
 @dataclass(frozen=True)
@@ -187,7 +187,13 @@ class _Walk:
         here = os.path.realpath(root) if options.named_roots else ""
         self.named = {(dev, ino): real for dev, ino, real in options.named_roots if real != here}
         self.named_inodes = {ino for _, ino in self.named}
-        self.pseudo = pseudo_devices()
+        mounts = pseudo_mounts()
+        self.pseudo = {dev: fstype for _, dev, fstype in mounts}
+        # Pseudo mount points below the root, relative to it: the walk never goes through a
+        # symbolic link (unless -L, which stats every directory anyway), so a directory's
+        # real path is the root's plus its relative path, and only a match costs a stat.
+        base = child_prefix(os.path.realpath(root))
+        self.pseudo_below = {point[len(base) :] for point, _, _ in mounts if point.startswith(base)}
         self.skipped = skipped if skipped is not None else []
         self.root_dev = 0
         self.long_paths = LongPathOpener()
@@ -353,7 +359,7 @@ class _Walk:
         """Whether to enter a subdirectory: a stack item, a loop error, or None (pruned)."""
         options = self.options
         ancestors = parent.ancestors
-        if options.one_file_system or options.follow_symlinks or self.pseudo:
+        if options.one_file_system or options.follow_symlinks or rel in self.pseudo_below:
             st = self.entry_stat(entry, parent.path, options.follow_symlinks)
             if st.st_dev != self.root_dev:
                 if options.one_file_system:

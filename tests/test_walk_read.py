@@ -357,3 +357,16 @@ def test_manifest_of_overlapping_roots_audits_clean(tmp_path):
     assert made.returncode == 0, made.stderr
     audited = run_cli("audit", "m.jsonl", cwd=tmp_path)
     assert audited.returncode == 0, audited.stdout.decode() + audited.stderr
+
+
+def test_followed_symlink_into_sysfs_is_not_entered(tmp_path):
+    """Under -L the walk reaches directories through links: a link into /sys is a mount it
+    does not enter either (it is told by st_dev, not by path)."""
+    tree = write_tree(tmp_path / "tree", {"a": b"alpha"})
+    (tree / "sysl").symlink_to("/sys/kernel/mm")
+    result = run_cli("scan", "-L", "-f", "jsonl", "-a", "sha256", "tree", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert [r["path"] for r in records(result.stdout)] == ["tree/a"]
+    assert warnings(result.stderr) == [
+        "parhash: warning: tree/sysl: sysfs filesystem, not entered (name it as a PATH to hash it)"
+    ]
