@@ -370,3 +370,78 @@ def test_followed_symlink_into_sysfs_is_not_entered(tmp_path):
     assert warnings(result.stderr) == [
         "parhash: warning: tree/sysl: sysfs filesystem, not entered (name it as a PATH to hash it)"
     ]
+
+
+# ------------------------------------------------------- item 20: a moved directory
+
+
+@pytest.fixture
+def moved_tree(tmp_path):
+    """1,000 files in photos/ (some in a subdirectory), renamed with os.rename to
+    archive/photos; of part/'s three files two moved to part2/ (a partial move)."""
+    spec = {f"f{i:04d}.jpg": b"photo %d" % i for i in range(990)}
+    spec["2020"] = {f"s{i}.jpg": b"sub %d" % i for i in range(10)}
+    tree = write_tree(
+        tmp_path / "tree",
+        {"photos": spec, "part": {n: n.encode() * 3 for n in "abc"}, "keep": b"keep"},
+    )
+    made = run_cli(
+        "scan", "-q", "-f", "jsonl", "-a", "sha256", "-o", "m.jsonl", "tree", cwd=tmp_path
+    )
+    assert made.returncode == 0, made.stderr
+    (tree / "archive").mkdir()
+    os.rename(tree / "photos", tree / "archive" / "photos")
+    (tree / "part2").mkdir()
+    for name in "ab":
+        os.rename(tree / "part" / name, tree / "part2" / name)
+    moved = sorted(
+        os.path.relpath(os.path.join(d, f), tree)
+        for d, _, names in os.walk(tree / "archive" / "photos")
+        for f in names
+    )
+    assert len(moved) == 1000
+    return tmp_path, moved
+
+
+def _section(report: str, title: str) -> list[str]:
+    lines = report.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(title))
+    end = next((i for i in range(start + 1, len(lines)) if not lines[i].strip()), len(lines))
+    return lines[start + 1 : end]
+
+
+def test_moved_directory_is_one_line_in_the_human_report(moved_tree):
+    base, _moved = moved_tree
+    result = run_cli("audit", "m.jsonl", cwd=base)
+    report = result.stdout.decode()
+    assert result.returncode == 1, report + result.stderr
+    assert "1,002 changes: 1,002 moved" in report
+    assert _section(report, "moved (1,002)") == [
+        "  archive/photos/  (from photos/: a directory of 1,000 files)",
+        "  part2/a  (from part/a)",
+        "  part2/b  (from part/b)",
+    ]
+
+
+def test_moved_directory_lists_its_files_with_verbose(moved_tree):
+    base, moved = moved_tree
+    report = run_cli("audit", "--verbose", "m.jsonl", cwd=base).stdout.decode()
+    lines = _section(report, "moved (1,002)")
+    assert lines[0] == "  archive/photos/  (from photos/: a directory of 1,000 files)"
+    files = [line for line in lines if line.startswith("    ")]
+    expected = [f"    {p}  (from {p.removeprefix('archive/')})" for p in moved]
+    assert files == expected
+
+
+@pytest.mark.parametrize("fmt", ["json", "jsonl"])
+def test_moved_directory_entry_in_json(moved_tree, fmt):
+    base, moved = moved_tree
+    result = run_cli("audit", "-f", fmt, "m.jsonl", cwd=base)
+    text = result.stdout.decode()
+    changes = json.loads(text)["changes"] if fmt == "json" else records(result.stdout)
+    (directory,) = [c for c in changes if c["class"] == "moved-directory"]
+    assert directory["path"] == "archive/photos" and directory["from"] == "photos"
+    assert directory["count"] == 1000 and directory["files"] == moved
+    files = {c["path"]: c["from"] for c in changes if c["class"] == "moved"}
+    assert len(files) == 1002  # every file keeps its own entry
+    assert all(files[p] == p.removeprefix("archive/") for p in moved)
