@@ -57,12 +57,13 @@ def scan(
 ) -> Iterator[FileRecord]:
     """Yield one ``FileRecord`` per file below ``paths``, in completion order.
 
-    Per-file problems are records with ``error`` set; a missing root raises
-    ``parhash.exit_codes.FatalError`` and an unknown algorithm ``KeyError``.
+    Per-file problems are records with ``error`` set, a missing root included (as the CLI
+    and sha256sum: the other roots are still hashed); an unknown algorithm raises
+    ``KeyError``. A root named twice is scanned once.
     ``jobs=1`` hashes in this process; otherwise a process pool is used and shut down when
     the iterator is exhausted or closed.
     """
-    from parhash.pipeline import check_roots, iter_records, scan_options
+    from parhash.pipeline import iter_records, scan_options, unique_roots
 
     options = scan_options(
         algo,
@@ -71,5 +72,5 @@ def scan(
         one_file_system=one_file_system,
         exclude=exclude,
     )
-    roots = check_roots(paths)  # fail now, not at the first next()
+    roots, _ = unique_roots(paths)  # a root named twice is scanned once
     return iter_records(roots, options)

@@ -306,6 +306,28 @@ class AuditStore:
     def counts(self) -> dict[str, int]:
         return {kind: self.db.execute(_COUNT[kind]).fetchone()[0] for kind in CLASSES}
 
+    def moved_rows(
+        self, below: tuple[int, str] | None = None
+    ) -> Iterator[tuple[int, str, int, str]]:
+        """(old ri, old key, new ri, new key) of every move in new-path order; with ``below``
+        (ri, directory key), only moves into that directory (an indexed range)."""
+        sql = "SELECT old_ri, old_key, new_ri, new_key FROM moved"
+        args: tuple = ()
+        if below is not None:
+            sql += " WHERE new_ri = ? AND new_key >= ? AND new_key < ?"
+            args = (below[0], *_prefix_range(below[1]))
+        for old_ri, old_key, new_ri, new_key in self.db.execute(sql + " ORDER BY 3, 4", args):
+            yield old_ri, fsdecode(old_key), new_ri, fsdecode(new_key)
+
+    def movable_below(self, ri: int, directory: str) -> int:
+        """How many manifest entries below ``directory`` (a key) of root ``ri`` could pair
+        as moves (non-empty, with a digest: the ``gone`` rule of ``_DIFF_SQL``)."""
+        sql = (
+            "SELECT count(*) FROM old WHERE ri = ? AND key >= ? AND key < ? "
+            "AND hash IS NOT NULL AND error IS NULL AND (size IS NULL OR size > 0)"
+        )
+        return self.db.execute(sql, (ri, *_prefix_range(directory))).fetchone()[0]
+
     def display(self, ri: int, key: str) -> str:
         """How a path is shown: relative to the root, or under it when there are several."""
         return key if len(self.roots) <= 1 else os.path.join(self.roots[ri], key)
@@ -365,6 +387,13 @@ SELECT 'old', ri, path, size, mtime, hash, error, extra, key FROM kept
  WHERE NOT EXISTS (SELECT 1 FROM new WHERE new.ri = kept.ri AND new.key = kept.key)
 ORDER BY 2, 9
 """
+
+def _prefix_range(directory: str) -> tuple[bytes, bytes]:
+    """The BLOB range of the keys below ``directory``: ``dir/`` up to ``dir0`` ('0' is the
+    byte after '/'), so that an index serves it."""
+    low = fsencode(directory) + os.sep.encode()
+    return low, low[:-1] + bytes([low[-1] + 1])
+
 
 _DIFF_SQL = """
 CREATE TABLE gone AS

@@ -4,7 +4,11 @@ document. Every renderer streams events from the store, class by class, in path 
 from __future__ import annotations
 
 import json
+import os
 import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import BinaryIO
 
 from parhash.audit import CLASSES, AuditEvent, AuditStore, Side
@@ -34,6 +38,96 @@ _EXPLAIN = {
     "unreadable": "could not be hashed",
     "unchanged": "",
 }
+
+
+#: Fewest files a directory move has: one file that moved is reported as what it is.
+MIN_DIRECTORY_FILES = 2
+
+
+@dataclass(frozen=True, slots=True)
+class DirectoryMove:
+    """Every manifest file below ``old`` (root ``old_ri``) is now below ``new`` under the
+    same relative name: one move of a directory, ``count`` files."""
+
+    old_ri: int
+    old: str
+    new_ri: int
+    new: str
+    count: int
+
+
+def _levels(old: str, new: str) -> Iterator[tuple[str, str]]:
+    """The (old directory, new directory) pairs a move could belong to, deepest first:
+    ``a/b/f -> x/b/f`` gives (a/b, x/b) then (a, x); the name below must be the same."""
+    old_parts, new_parts = old.split(os.sep), new.split(os.sep)
+    for level in range(1, min(len(old_parts), len(new_parts))):
+        if old_parts[-level] != new_parts[-level]:
+            return
+        yield os.sep.join(old_parts[:-level]), os.sep.join(new_parts[:-level])
+
+
+class DirectoryMoves:
+    """The moves that are moves of whole directories (issue 10 item 20).
+
+    A directory moved when every file the manifest had below it moved to one new
+    directory, each with the same relative name; a partial move stays file moves (empty
+    files never pair as moves, so they are not counted either). Each
+    file belongs to the highest such directory (``photos -> archive/photos``, not one
+    move per subdirectory). Two passes over the moves, keeping one counter per candidate
+    directory pair (bounded by directories, not files), and one indexed count per pair.
+    """
+
+    def __init__(self, store: AuditStore) -> None:
+        self.store = store
+        candidates: Counter[tuple[int, str, int, str]] = Counter()
+        for old_ri, old_key, new_ri, new_key in store.moved_rows():
+            for old, new in _levels(old_key, new_key):
+                candidates[old_ri, old, new_ri, new] += 1
+        self.valid = {
+            pair: n
+            for pair, n in candidates.items()
+            if n >= MIN_DIRECTORY_FILES and n == store.movable_below(pair[0], pair[1])
+        }
+        # A valid pair whose parent pair is valid too is part of that bigger move.
+        self.moves = [
+            DirectoryMove(*pair, n)
+            for pair, n in sorted(self.valid.items())
+            if not self._inner(pair)
+        ]
+        self.by_display = {
+            (store.display(m.old_ri, m.old), store.display(m.new_ri, m.new)): m for m in self.moves
+        }
+
+    def _inner(self, pair: tuple[int, str, int, str]) -> bool:
+        old_ri, old, new_ri, new = pair
+        parent = next(_levels(old, new), None)
+        return parent is not None and (old_ri, parent[0], new_ri, parent[1]) in self.valid
+
+    def _highest(self, old_ri: int, old_key: str, new_ri: int, new_key: str):
+        best = None
+        for old, new in _levels(old_key, new_key):
+            if (old_ri, old, new_ri, new) in self.valid:
+                best = (old_ri, old, new_ri, new)
+        return best
+
+    def of(self, event: AuditEvent) -> DirectoryMove | None:
+        """The directory move a ``moved`` event is part of, if any."""
+        best = None
+        for pair in _levels(event.moved_from or "", event.key):
+            best = self.by_display.get(pair, best)
+        return best
+
+    def files(self, move: DirectoryMove) -> Iterator[str]:
+        """The new paths of a directory move's files, in path order."""
+        for row in self.store.moved_rows(below=(move.new_ri, move.new)):
+            if self._highest(*row) == (move.old_ri, move.old, move.new_ri, move.new):
+                yield self.store.display(row[2], row[3])
+
+
+def _directory_line(moves: DirectoryMoves, move: DirectoryMove) -> str:
+    store = moves.store
+    old, new = store.display(move.old_ri, move.old), store.display(move.new_ri, move.new)
+    return f"  {sanitize(new)}/  (from {sanitize(old)}/: a directory of {move.count:,} files)"
 
 
 def _mtime(ns: int | None) -> str:
@@ -87,6 +181,7 @@ def render_human(
         head = plural(changes, "change") + (f": {', '.join(listed)}" if listed else "")
         _write(stream, [title, head, f"{counts['unchanged']:,} unchanged"])
     first = title is None
+    moves = DirectoryMoves(store) if counts["moved"] else None
     for kind in REPORT_ORDER:
         if not counts[kind] or (kind == "unchanged" and not verbose):
             continue
@@ -94,12 +189,31 @@ def render_human(
         block = [] if first else [""]
         first = False
         block.append(paint(kind, f"{kind} ({counts[kind]:,}){explain}"))
+        headed: set[DirectoryMove] = set()
         for event in store.events(kind):
-            block.append(f"  {sanitize(event.key)}{_detail(event)}")
+            block.extend(_event_lines(event, moves, headed, verbose))
             if len(block) >= 1024:
                 _write(stream, block)
                 block = []
         _write(stream, block)
+
+
+def _event_lines(
+    event: AuditEvent, moves: DirectoryMoves | None, headed: set[DirectoryMove], verbose: bool
+) -> list[str]:
+    """An event's lines in the human report: its own; for a file of a directory move, the
+    directory's line the first time (``headed``) and the file indented only if verbose."""
+    line = f"  {sanitize(event.key)}{_detail(event)}"
+    move = moves.of(event) if moves is not None and event.kind == "moved" else None
+    if move is None:
+        return [line]
+    lines = []
+    if move not in headed:
+        headed.add(move)
+        lines.append(_directory_line(moves, move))  # type: ignore[arg-type]
+    if verbose:
+        lines.append("  " + line)
+    return lines
 
 
 def _write(stream: BinaryIO, lines: list[str]) -> None:
@@ -133,16 +247,40 @@ def _kinds(verbose: bool) -> list[str]:
     return [k for k in CLASSES if verbose or k != "unchanged"]
 
 
-def render_jsonl(store: AuditStore, stream: BinaryIO, *, verbose: bool) -> None:
+def directory_json(moves: DirectoryMoves, move: DirectoryMove) -> str:
+    """A directory move as one JSON object (one line: its size grows with its files):
+    ``{"class": "moved-directory", "path": new, "from": old, "count": n, "files": [...]}``,
+    each file by its new path; every file also has its own ``moved`` object."""
+    store = moves.store
+    old, new = store.display(move.old_ri, move.old), store.display(move.new_ri, move.new)
+    files = ", ".join(map(json_string, moves.files(move)))
+    return (
+        f'{{"class": "moved-directory", "path": {json_string(new)}, '
+        f'"from": {json_string(old)}, "count": {move.count}, "files": [{files}]}}'
+    )
+
+
+def _events_json(store: AuditStore, verbose: bool) -> Iterator[str]:
+    """Every change as a JSON object (text), class by class; directory moves after the
+    file moves they group."""
     for kind in _kinds(verbose):
-        batch = []
         for event in store.events(kind):
-            batch.append(event_json(event))
-            if len(batch) >= 1024:
-                stream.write(("\n".join(batch) + "\n").encode())
-                batch = []
-        if batch:
+            yield event_json(event)
+        if kind == "moved":
+            moves = DirectoryMoves(store)
+            for move in moves.moves:
+                yield directory_json(moves, move)
+
+
+def render_jsonl(store: AuditStore, stream: BinaryIO, *, verbose: bool) -> None:
+    batch = []
+    for line in _events_json(store, verbose):
+        batch.append(line)
+        if len(batch) >= 1024:
             stream.write(("\n".join(batch) + "\n").encode())
+            batch = []
+    if batch:
+        stream.write(("\n".join(batch) + "\n").encode())
 
 
 def render_json(
@@ -152,8 +290,7 @@ def render_json(
     head = json.dumps({**header, "counts": counts}, ensure_ascii=True)
     stream.write(f'{{"audit": {head},\n"changes": [\n'.encode())
     first = True
-    for kind in _kinds(verbose):
-        for event in store.events(kind):
-            stream.write(((",\n" if not first else "") + event_json(event)).encode())
-            first = False
+    for text in _events_json(store, verbose):
+        stream.write(((",\n" if not first else "") + text).encode())
+        first = False
     stream.write(b"\n]}\n")

@@ -237,7 +237,7 @@ def check_sources(names: list[str], report: CheckReport) -> list[Source]:
         lines = _lines(stream, report.options.zero)
         algo, lines = default_algorithm(name, lines, report.options)
         entries = expected_entries(name, stream, lines, algo, report, source)
-        sources.append(Source(name, True, entries))
+        sources.append(Source(name, True, entries, named=True))  # /dev/null lines are read
     return sources
 
 

@@ -422,14 +422,14 @@ def run_scan(
     null: bool = False,
 ) -> ExitCode:
     """Run a scan end to end; see ``guarded`` for how it can end."""
-    from parhash.pipeline import check_roots, listed_source, run, scan_sources, stdin_record
+    from parhash.pipeline import listed_source, run, scan_sources, stdin_record, unique_roots
     from parhash.progress import make_progress
     from parhash.report import make_reporter
 
     def body(outputs: Outputs) -> ExitCode:
         nonlocal options
         wants_stdin = "-" in paths
-        roots = check_roots([p for p in paths if p != "-"])
+        roots, notices = unique_roots([p for p in paths if p != "-"])
         listing = listed_source(files_from, null) if files_from else None
         stream = outputs.open(output).stream if output else sys.stdout.buffer
         if output:
@@ -450,7 +450,10 @@ def run_scan(
             sources.append(listing)
         if wants_stdin:  # hashed here, first: the workers cannot read our stdin
             sources.insert(0, stdin_record(sys.stdin.buffer, options.algos))
-        summary = run(sources, options, reporter, make_progress(progress, quiet))
+        bar = make_progress(progress, quiet)
+        for notice in notices:
+            bar.warn(notice)
+        summary = run(sources, options, reporter, bar)
         if not quiet:
             print_summary(summary)
         return ExitCode.FILE_ERRORS if summary.errors else ExitCode.OK
@@ -498,7 +501,9 @@ def print_summary(summary) -> None:
     err(
         f"parhash: hashed {plural(summary.files - summary.errors, 'file')}, "
         f"{human_bytes(summary.bytes)} in {human_seconds(summary.elapsed)} "
-        f"({human_bytes(rate)}/s), " + (paint(errors, "error") if summary.errors else errors)
+        f"({human_bytes(rate)}/s), "
+        + (paint(errors, "error") if summary.errors else errors)
+        + _skipped_note(len(summary.skipped_mounts))
     )
     if not errors_scrolled_away(summary):
         return
@@ -529,6 +534,13 @@ def errors_scrolled_away(summary) -> bool:
     if same_terminal(sys.stdout, sys.stderr):
         since += summary.files - summary.before_first_error - summary.errors
     return since >= rows - 1
+
+
+def _skipped_note(mounts: int) -> str:
+    """The summary's mention of pseudo-filesystem mounts not entered (each was warned)."""
+    from parhash.output import plural
+
+    return f", {plural(mounts, 'pseudo-filesystem mount')} not entered" if mounts else ""
 
 
 def _silence_stdout() -> None:

@@ -17,6 +17,7 @@ from typing import NamedTuple
 import xxhash
 
 from parhash.model import Batch
+from parhash.mounts import PSEUDO_READ_LIMIT
 
 #: Read size for files that do not fit in one read. 256 KiB keeps the buffer in L2 cache, so
 #: the hash reads from cache what the kernel just copied there (xxh3 hashes at ~30 GB/s).
@@ -123,9 +124,11 @@ def _get_buffer() -> tuple[bytearray, memoryview, list[bytearray]]:
     return _buffer
 
 
-_BASE_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0)
-# O_NONBLOCK: if a regular file is swapped for a FIFO after the walk, open() must not block.
-_BASE_FLAGS |= getattr(os, "O_NONBLOCK", 0)
+_NAMED_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0)
+# O_NONBLOCK: if a regular file is swapped for a FIFO after the walk, open() must not block
+# (nor a read of /proc/kmsg). A path the user named is opened without it: a named FIFO
+# waits for its writer and is read to EOF, as sha256sum reads it.
+_BASE_FLAGS = _NAMED_FLAGS | getattr(os, "O_NONBLOCK", 0)
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
@@ -251,6 +254,8 @@ class HashSettings:
     #: Defer files with more than one hard link to the parent, which has one of them read
     #: and gives its digest to every path of the inode.
     dedupe_links: bool = False
+    #: ``st_dev`` of the pseudo filesystems (mounts.py): their files are read to EOF.
+    pseudo_devices: frozenset[int] = frozenset()
 
 
 class Deferred(NamedTuple):
@@ -267,6 +272,7 @@ def hash_file(
     algos: Algorithm | Sequence[Algorithm],
     follow: bool,
     settings: HashSettings | None = None,
+    named: bool = False,
 ) -> RawResult | Deferred | None:
     """Hash one file in constant memory; every per-file problem becomes an error string.
 
@@ -277,6 +283,8 @@ def hash_file(
     it was hashed becomes an error record instead of a digest of bytes that never existed
     together on disk. With several algorithms the digest is a tuple, all from the one read.
     ``None``: skipped by a size filter. ``Deferred``: a hard link (see links.py).
+    ``named``: the user named this path (argument, list, sums file): a FIFO or a device is
+    read too (``_read_special``), and so is any file on a pseudo filesystem, named or not.
 
     This is the per-file hot path (a 100,000-file tree calls it 100,000 times): the
     one-read case is kept inline and free of extra calls.
@@ -286,21 +294,24 @@ def hash_file(
     progress = _progress
     if progress is not None:  # every path counts as started, even one that fails to open
         progress[_slot + STARTED] += 1
+    flags = (_NAMED_FLAGS if named else _BASE_FLAGS) | (0 if follow else _NOFOLLOW)
     try:
-        fd = os.open(path, _BASE_FLAGS if follow else _BASE_FLAGS | _NOFOLLOW)
+        fd = os.open(path, flags)
     except OSError as exc:
         if exc.errno != errno.ENAMETOOLONG:
             return (None, None, None, describe_oserror(exc, follow=follow))
         try:
-            fd = _long_paths.open(path, _BASE_FLAGS if follow else _BASE_FLAGS | _NOFOLLOW)
+            fd = _long_paths.open(path, flags)
         except OSError as exc:
             return (None, None, None, describe_oserror(exc, follow=follow))
     except ValueError:  # a NUL in the name: no file can have it
         return (None, None, None, "name holds a NUL byte")
     try:
         before = os.fstat(fd)
-        if before.st_mode & 0o170000 != stat.S_IFREG:
-            return (None, None, None, f"not a regular file ({file_kind(before.st_mode)})")
+        if before.st_mode & 0o170000 != stat.S_IFREG or (
+            settings is not None and before.st_dev in settings.pseudo_devices
+        ):
+            return _read_special(fd, before, algos, named, settings)
         if settings is not None and (
             before.st_nlink > 1 or settings.min_size is not None or settings.max_size is not None
         ):
@@ -348,8 +359,38 @@ def _filtered(st: os.stat_result, settings: HashSettings) -> Deferred | bool | N
     return False
 
 
-def _read_and_hash(fd: int, size: int, n: int, algos: Sequence[Algorithm]) -> tuple[list[str], int]:
-    """Hash ``fd`` to EOF, starting with the ``n`` bytes already in the buffer."""
+def _read_special(
+    fd: int,
+    st: os.stat_result,
+    algos: Sequence[Algorithm],
+    named: bool,
+    settings: HashSettings | None,
+) -> RawResult:
+    """A file whose size says nothing: a named FIFO or device, or a file on a pseudo
+    filesystem. Read to EOF, its size is what was read, and it cannot "change while being
+    read" (sysfs reports 4096 bytes for every file, procfs 0). Reads on a pseudo filesystem
+    stop at ``PSEUDO_READ_LIMIT`` (``pagemap``, ``kcore``, ``/dev/zero`` have no useful end).
+    """
+    kind = st.st_mode & 0o170000
+    if kind == stat.S_IFDIR or (kind != stat.S_IFREG and not named):
+        return (None, None, None, f"not a regular file ({file_kind(st.st_mode)})")
+    pseudo = settings is not None and st.st_dev in settings.pseudo_devices
+    limit = PSEUDO_READ_LIMIT if pseudo and kind != stat.S_IFBLK else None
+    n = os.readv(fd, _get_buffer()[2])
+    if _progress is not None:
+        _progress[_slot + READ] += n
+    digests, total = _read_and_hash(fd, 0, n, algos, limit)
+    if limit is not None and total > limit:
+        mib = PSEUDO_READ_LIMIT >> 20
+        return (None, None, None, f"pseudo file longer than {mib} MiB: not read to its end")
+    return (total, st.st_mtime_ns, digests[0] if len(digests) == 1 else tuple(digests), None)
+
+
+def _read_and_hash(
+    fd: int, size: int, n: int, algos: Sequence[Algorithm], limit: int | None = None
+) -> tuple[list[str], int]:
+    """Hash ``fd`` to EOF, starting with the ``n`` bytes already in the buffer; stop once
+    more than ``limit`` bytes were read (the caller sees ``total > limit``)."""
     _, view, bufs = _get_buffer()
     if size > CHUNK_SIZE and hasattr(os, "posix_fadvise"):
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
@@ -361,6 +402,8 @@ def _read_and_hash(fd: int, size: int, n: int, algos: Sequence[Algorithm]) -> tu
         for hasher in hashers:
             hasher.update(data)  # type: ignore[attr-defined]
         total += n
+        if limit is not None and total > limit:
+            break
         n = os.readv(fd, bufs)
         if progress is not None:
             progress[slot] += n
@@ -401,5 +444,5 @@ def hash_batch(batch: Batch, settings: HashSettings) -> tuple[int, list]:
     algos = [get_algorithm(name) for name in names]
     if batch.read_links and settings.dedupe_links:
         settings = replace(settings, dedupe_links=False)
-    follow = batch.follow
-    return batch.batch_id, [hash_file(p, algos, follow, settings) for p in batch.paths]
+    follow, named = batch.follow, batch.named
+    return batch.batch_id, [hash_file(p, algos, follow, settings, named) for p in batch.paths]

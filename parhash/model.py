@@ -69,6 +69,9 @@ class Batch:
     expected: tuple[Expected, ...] = ()
     #: Read files with several hard links (the one read of an inode) instead of deferring.
     read_links: bool = False
+    #: The paths were named by the user (arguments, ``--files-from``, sums-file lines), not
+    #: met while walking: a FIFO or device among them is read as sha256sum reads it.
+    named: bool = False
 
 
 @dataclass(slots=True)
@@ -85,6 +88,9 @@ class Summary:
     #: Records counted before the first error record: the data lines printed after its
     #: warning are the ones after it.
     before_first_error: int = 0
+    #: Mount points of pseudo filesystems the walk did not enter, with their type (not
+    #: errors: skipping them is the policy, and does not change the exit status).
+    skipped_mounts: list[str] = field(default_factory=list)
 
     #: How many error records the summary lists.
     LISTED_ERRORS = 10

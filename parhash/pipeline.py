@@ -15,14 +15,21 @@ import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from parhash.exit_codes import FatalError
-from parhash.hashing import DEFAULT_ALGORITHM, HashSettings, WorkCounters, parse_algorithms
+from parhash.hashing import (
+    DEFAULT_ALGORITHM,
+    HashSettings,
+    WorkCounters,
+    hash_batch,
+    parse_algorithms,
+)
 from parhash.links import LinkResolver
 from parhash.model import Batch, Expected, FileRecord, Summary
-from parhash.walk import WalkOptions, classify_root, walk_listings
+from parhash.mounts import pseudo_devices
+from parhash.walk import WalkOptions, classify_root, named_root_ids, walk_listings
 
 #: Largest number of files per task. Each task costs the parent a few thread handoffs
 #: (task handler, result handler, main thread): measured on 100,000 small files, batches
@@ -56,7 +63,8 @@ class ScanOptions:
         return parse_algorithms(self.algo)
 
     def hash_settings(self) -> HashSettings:
-        return HashSettings(self.algos, self.min_size, self.max_size, self.dedupe_links)
+        pseudo = frozenset(pseudo_devices())
+        return HashSettings(self.algos, self.min_size, self.max_size, self.dedupe_links, pseudo)
 
 
 def scan_options(
@@ -88,6 +96,8 @@ class WalkProgress:
 
     files_found: int = 0
     done: bool = False
+    #: Mount points not entered (pseudo filesystems), for ``run`` to warn about once each.
+    skipped: list[str] = field(default_factory=list)
 
 
 class Sink(Protocol):
@@ -116,13 +126,40 @@ class ProgressSink(Protocol):
 
 
 def check_roots(roots: Iterable[str]) -> list[str]:
-    """Validate PATH arguments up front: a missing root is fatal, not a per-file error."""
+    """Validate roots up front where a missing one is fatal (an audit's manifest roots)."""
     roots = list(roots)
     for root in roots:
         kind = classify_root(root)
         if kind not in ("dir", "file"):
             raise FatalError(f"{root}: {kind}")
     return roots
+
+
+def unique_roots(paths: Iterable[str]) -> tuple[list[str], list[str]]:
+    """A scan's PATH arguments, each file or directory once, and a warning per one dropped.
+
+    ``scan . .`` or ``scan tree ./tree``: sha256sum hashes twice, but a manifest that lists
+    a path twice is one ``audit`` must refuse, so a root that is the same file or directory
+    (``st_dev``, ``st_ino``) as an earlier one is dropped. A root that does not exist stays:
+    it becomes an error record, as with sha256sum (``scan a missing b`` hashes a and b).
+    """
+    roots: list[str] = []
+    notices: list[str] = []
+    seen: dict[tuple[int, int], str] = {}
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except (OSError, ValueError):
+            roots.append(path)
+            continue
+        first = seen.get((st.st_dev, st.st_ino))
+        if first is None:
+            seen[st.st_dev, st.st_ino] = path
+            roots.append(path)
+        else:
+            same = "named twice" if first == path else f"same as {first}"
+            notices.append(f"{path}: {same}, scanned once")
+    return roots, notices
 
 
 @dataclass(frozen=True)
@@ -138,15 +175,31 @@ class Source:
     items: Iterable[str | FileRecord | Expected]
     #: ``items`` are (paths, records) listings, one per directory (the walker's form).
     listings: bool = False
+    #: The user named these paths (not met while walking): FIFOs and devices are read.
+    named: bool = False
+    #: Mount points the walker did not enter (pseudo filesystems), filled as it goes.
+    skipped: list[str] = field(default_factory=list)
+    #: Hash every file in this process: a walk of /proc/self means this process's entries.
+    here: bool = False
 
 
 def scan_sources(roots: list[str], walk: WalkOptions) -> Iterator[Source]:
-    """The sources of a scan: each directory root walked, each file root hashed as named."""
+    """The sources of a scan: each directory root walked, each file root hashed as named,
+    each root that cannot be stat'ed one error record (``missing: No such file...``).
+    A root nested in another named root is walked once, as itself (``named_roots``)."""
+    walk = replace(walk, named_roots=named_root_ids(roots))
     for root in roots:
-        if classify_root(root) == "dir":
-            yield Source(root, walk.follow_symlinks, walk_listings(root, walk), listings=True)
-        else:  # a file named on the command line is followed, like find -H
-            yield Source(root, True, (root,))
+        kind = classify_root(root)
+        if kind == "dir":
+            skipped: list[str] = []
+            listings = walk_listings(root, walk, skipped)
+            here = process_bound(root)
+            follow = walk.follow_symlinks
+            yield Source(root, follow, listings, listings=True, skipped=skipped, here=here)
+        elif kind == "file":  # a file named on the command line is followed, like find -H
+            yield Source(root, True, (root,), named=True)
+        else:
+            yield Source(root, True, (FileRecord(root, root, None, None, None, kind),))
 
 
 def listed_source(name: str, null: bool) -> Source:
@@ -160,7 +213,7 @@ def listed_source(name: str, null: bool) -> Source:
             stream = open(name, "rb")  # noqa: SIM115 - closed by the generator
         except OSError as exc:
             raise FatalError(f"{name}: {exc.strerror or exc}") from None
-    return Source(".", True, _listed_paths(stream, b"\0" if null else b"\n"))
+    return Source(".", True, _listed_paths(stream, b"\0" if null else b"\n"), named=True)
 
 
 def _listed_paths(stream, separator: bytes) -> Iterator[str | FileRecord]:
@@ -227,6 +280,7 @@ class _BatchBuilder:
             tuple(ready),
             self.algo,
             tuple(expected),
+            named=source.named,
         )
         self.next_id += 1
         return batch
@@ -247,11 +301,20 @@ class _BatchBuilder:
         self.reset(self.algo)
 
 
-def _batch_listings(builder: _BatchBuilder, source: Source, found: WalkProgress) -> Iterator[Batch]:
+def _batch_listings(
+    builder: _BatchBuilder, source: Source, found: WalkProgress, settings: HashSettings | None
+) -> Iterator[Batch]:
     """Fill batches from the walker's per-directory (paths, records) listings."""
     for paths, records in source.items:  # type: ignore[misc]
+        if source.skipped:  # the walker appends while it lists; moved on at once
+            found.skipped.extend(source.skipped)
+            source.skipped.clear()
         found.files_found += len(paths)
         builder.ready.extend(records)
+        if source.here and settings is not None:
+            for path in paths:
+                builder.ready.extend(hashed_here(source, path, None, settings))
+            paths = []
         while paths:
             room = builder.size - len(builder)
             builder.paths.extend(paths[:room])
@@ -262,11 +325,17 @@ def _batch_listings(builder: _BatchBuilder, source: Source, found: WalkProgress)
             yield builder.take(source)
 
 
-def make_batches(sources: Iterable[Source], processes: int, found: WalkProgress) -> Iterator[Batch]:
+def make_batches(
+    sources: Iterable[Source],
+    processes: int,
+    found: WalkProgress,
+    settings: HashSettings | None = None,
+) -> Iterator[Batch]:
     """Group the sources' items into batches (one root, symlink policy and algorithm each).
 
     Batches start small and double up to MAX_BATCH; the very last partial batch is split
-    over the workers, so a tree of four huge files still keeps every core busy.
+    over the workers, so a tree of four huge files still keeps every core busy. A named
+    path only this process can open (``process_bound``) is hashed here, with ``settings``.
     """
     builder = _BatchBuilder()
     last: Source | None = None
@@ -275,17 +344,22 @@ def make_batches(sources: Iterable[Source], processes: int, found: WalkProgress)
             yield builder.take(last)
         last = source
         if source.listings:
-            yield from _batch_listings(builder, source, found)
+            yield from _batch_listings(builder, source, found, settings)
             continue
         for item in source.items:
             kind = type(item)
+            if source.named and kind is not FileRecord and settings is not None:
+                here = _hash_here_if_bound(source, item, settings)  # type: ignore[arg-type]
+                if here is not None:
+                    builder.ready.extend(here)
+                    continue
             if kind is str:
                 builder.paths.append(item)  # type: ignore[arg-type]
                 found.files_found += 1
             elif kind is FileRecord:
                 builder.ready.append(item)  # type: ignore[arg-type]
             else:
-                entry: Expected = item  # type: ignore[assignment]
+                entry: Expected = item  # type: ignore[assignment,no-redef]
                 if entry.algo != builder.algo:
                     if len(builder):
                         yield builder.take(source)
@@ -298,6 +372,58 @@ def make_batches(sources: Iterable[Source], processes: int, found: WalkProgress)
     found.done = True
     if last is not None and len(builder):
         yield from builder.split(last, processes)
+
+
+#: Named paths that mean something else in another process: a worker that opened
+#: ``/dev/stdin`` would read its own descriptor 0 (the parent's only under the fork start
+#: method; forkserver and spawn workers have another), ``/dev/fd/63`` (``<(cmd)``) is open
+#: in a forked worker only, and ``/proc/self`` is the worker.
+_PROCESS_BOUND = ("/dev/stdin/", "/dev/fd/", "/proc/self/", "/proc/thread-self/")
+
+#: Symbolic links followed by ``process_bound`` before it gives up (as the kernel: 40).
+_MAX_HOPS = 40
+
+
+def process_bound(path: str) -> bool:
+    """Whether only this process can open ``path``: it is, or is a symbolic link to,
+    /dev/stdin, /dev/fd/N, /proc/self/... (symlinks in the parent directories are not
+    resolved: a cheap string test first, one ``readlink`` per hop after)."""
+    own = (*_PROCESS_BOUND, f"/proc/{os.getpid()}/")
+    for _ in range(_MAX_HOPS):
+        full = os.path.abspath(path)
+        if (full + os.sep).startswith(own):
+            return True
+        try:
+            path = os.path.join(os.path.dirname(full), os.readlink(full))
+        except (OSError, ValueError):
+            return False
+    return False
+
+
+def _hash_here_if_bound(
+    source: Source, item: str | Expected, settings: HashSettings
+) -> list[FileRecord] | None:
+    """The record of a named path that only this process can open, hashed now; None for
+    any other path. A command-line PATH always gets the full test (a symbolic link to
+    /dev/stdin under any name); a listed or sums-file path only when its name mentions
+    dev/ or proc/, so that a list of 100,000 ordinary paths costs no syscall per path."""
+    entry = item if type(item) is Expected else None
+    path: str = entry.path if entry is not None else item  # type: ignore[assignment,union-attr]
+    if path != source.root and "dev/" not in path and "proc/" not in path:
+        return None
+    if not process_bound(path):
+        return None
+    return hashed_here(source, path, entry, settings)
+
+
+def hashed_here(
+    source: Source, path: str, entry: Expected | None, settings: HashSettings
+) -> list[FileRecord]:
+    """Hash one path in this process, now (a process-bound one): its record."""
+    expected = (entry,) if entry is not None else ()
+    algo = entry.algo if entry is not None else None
+    batch = Batch(-1, source.root, source.follow, (path,), (), algo, expected, named=source.named)
+    return to_records(batch, hash_batch(batch, replace(settings, dedupe_links=False))[1], None)
 
 
 def to_records(batch: Batch, raw: list, links: LinkResolver | None) -> list[FileRecord]:
@@ -375,7 +501,7 @@ def iter_batches(
     parse_algorithms(options.algo)  # unknown names fail here, before any process starts
     found = found or WalkProgress()
     jobs = 1 if options.jobs == 1 else (options.jobs or default_jobs())
-    batches = make_batches(sources, jobs, found)
+    batches = make_batches(sources, jobs, found, options.hash_settings())
     first = next(batches, None)
     if first is None:
         return
@@ -457,6 +583,15 @@ class _Writer(threading.Thread):
             raise self.error
 
 
+def _report_skipped(found: WalkProgress, summary: Summary, progress: ProgressSink) -> None:
+    """One warning per mount point the walker did not enter; the summary counts them.
+    Skipping by policy is not a failure: it does not change the exit status."""
+    while found.skipped:
+        mount = found.skipped.pop(0)
+        summary.skipped_mounts.append(mount)
+        progress.warn(f"{mount}, not entered (name it as a PATH to hash it)")
+
+
 def run(
     sources: Iterable[Source],
     options: ScanOptions,
@@ -482,7 +617,9 @@ def run(
                 if record.error is not None and warn_errors:
                     progress.warn(f"{record.path}: {record.error}")
             progress.update(len(records), summary.bytes - bytes_before, found)
+            _report_skipped(found, summary, progress)
             writer.put(records)
+        _report_skipped(found, summary, progress)
         writer.finish()
         summary.elapsed = time.monotonic() - started
         writer.sink.close(summary)

@@ -15,11 +15,12 @@ import operator
 import os
 import re
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from parhash.hashing import LongPathOpener, describe_oserror, file_kind
 from parhash.model import FileRecord
+from parhash.mounts import pseudo_mounts
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,10 @@ class WalkOptions:
     #: (st_dev, st_ino) of files never to list: parhash's own output file and its temporary
     #: file when they sit inside the tree being hashed.
     skip_files: frozenset[tuple[int, int]] = frozenset()
+    #: (st_dev, st_ino, real path) of every root of the run (``named_root_ids``): a root met
+    #: inside another one is left to its own walk, so ``scan tree tree/sub`` lists each
+    #: file once. Not a selection option: it is never recorded in a manifest.
+    named_roots: frozenset[tuple[int, int, str]] = frozenset()
 
 
 class ExcludeMatcher:
@@ -177,10 +182,26 @@ def walk_directory(root: str, options: WalkOptions) -> Iterator[str | FileRecord
         yield from paths
 
 
-def walk_listings(root: str, options: WalkOptions) -> Iterator[tuple[list[str], list[FileRecord]]]:
+def walk_listings(
+    root: str, options: WalkOptions, skipped: list[str] | None = None
+) -> Iterator[tuple[list[str], list[FileRecord]]]:
     """``walk_directory`` one directory at a time: (file paths, error records) per listing,
-    what the batcher consumes (a list per directory costs less than a resumption per file)."""
-    return _Walk(root, options).run()
+    what the batcher consumes (a list per directory costs less than a resumption per file).
+    Mount points of pseudo filesystems that were not entered are appended to ``skipped``
+    (``"/proc: proc filesystem"``)."""
+    return _Walk(root, options, skipped).run()
+
+
+def named_root_ids(roots: Iterable[str]) -> frozenset[tuple[int, int, str]]:
+    """``WalkOptions.named_roots`` for these roots (those that cannot be stat'ed left out)."""
+    found = set()
+    for root in roots:
+        try:
+            st = os.stat(root)
+        except (OSError, ValueError):
+            continue
+        found.add((st.st_dev, st.st_ino, os.path.realpath(root)))
+    return frozenset(found)
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,13 +220,25 @@ class _Dir:
 class _Walk:
     """One walk of one root: settings compiled once, and the stack of directories to visit."""
 
-    def __init__(self, root: str, options: WalkOptions) -> None:
+    def __init__(self, root: str, options: WalkOptions, skipped: list[str] | None) -> None:
         self.root = root
         self.options = options
         self.follow = options.follow_symlinks
         self.excludes = ExcludeMatcher(options.exclude)
         # d_ino comes free with the directory listing: only a matching inode costs a stat.
         self.skip_inodes = {ino for _, ino in options.skip_files}
+        # The other roots of the run; usually none, and then the fast path of ``classify``.
+        here = os.path.realpath(root) if options.named_roots else ""
+        self.named = {(dev, ino): real for dev, ino, real in options.named_roots if real != here}
+        self.named_inodes = {ino for _, ino in self.named}
+        mounts = pseudo_mounts()
+        self.pseudo = {dev: fstype for _, dev, fstype in mounts}
+        # Pseudo mount points below the root, relative to it: the walk never goes through a
+        # symbolic link (unless -L, which stats every directory anyway), so a directory's
+        # real path is the root's plus its relative path, and only a match costs a stat.
+        base = child_prefix(os.path.realpath(root))
+        self.pseudo_below = {point[len(base) :] for point, _, _ in mounts if point.startswith(base)}
+        self.skipped = skipped if skipped is not None else []
         self.root_dev = 0
         self.long_paths = LongPathOpener()
         self.stack: list[_Dir] = []
@@ -260,7 +293,7 @@ class _Walk:
         ignores = directory.ignores
         if options.gitignore:
             ignores = self.read_gitignore(entries, directory)
-        plain = not (excludes or ignores or self.skip_inodes or not options.hidden)
+        plain = not (excludes or ignores or self.skip_inodes or self.named or not options.hidden)
         prefix = child_prefix(directory.path)
         paths: list[str] = []
         records: list[FileRecord] = []
@@ -316,8 +349,18 @@ class _Walk:
                 return True
         if self.skip_inodes and not is_dir and entry.inode() in self.skip_inodes:
             st = self.entry_stat(entry, directory.path, self.follow)
-            return (st.st_dev, st.st_ino) in self.options.skip_files
+            if (st.st_dev, st.st_ino) in self.options.skip_files:
+                return True
+        if self.named_inodes and entry.inode() in self.named_inodes:
+            st = self.entry_stat(entry, directory.path, self.follow)
+            return self.named_elsewhere(st, child_prefix(directory.path) + name)
         return False
+
+    def named_elsewhere(self, st: os.stat_result, path: str) -> bool:
+        """Whether ``path`` is another root of this run (it is walked or hashed as itself):
+        the same inode and the same real path (a hard link of a named file is not it)."""
+        real = self.named.get((st.st_dev, st.st_ino))
+        return real is not None and os.path.realpath(path) == real
 
     def read_gitignore(self, entries: list[os.DirEntry[str]], directory: _Dir):
         """The ignore chain for this directory's entries: its parent's, plus its own
@@ -360,10 +403,14 @@ class _Walk:
         """Whether to enter a subdirectory: a stack item, a loop error, or None (pruned)."""
         options = self.options
         ancestors = parent.ancestors
-        if options.one_file_system or options.follow_symlinks:
+        if options.one_file_system or options.follow_symlinks or rel in self.pseudo_below:
             st = self.entry_stat(entry, parent.path, options.follow_symlinks)
-            if options.one_file_system and st.st_dev != self.root_dev:
-                return None
+            if st.st_dev != self.root_dev:
+                if options.one_file_system:
+                    return None
+                if st.st_dev in self.pseudo:
+                    self.skipped.append(f"{path}: {self.pseudo[st.st_dev]} filesystem")
+                    return None
             if ancestors is not None:
                 if ancestors.contains(st.st_dev, st.st_ino):
                     return self.error(

@@ -13,6 +13,7 @@ import random
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import blake3
@@ -22,7 +23,6 @@ from conftest import csv_table, jsonl_records
 from conftest import files_below as conftest_files_below
 
 import parhash
-from parhash.exit_codes import FatalError
 from parhash.hashing import ALGORITHMS
 from parhash.model import FileRecord
 
@@ -447,14 +447,20 @@ def test_output_into_missing_directory_is_fatal(cli, plain_tree, tmp_path):
 
 
 @pytest.mark.parametrize("extra", [[], ["tree"]])
-def test_missing_root_is_fatal(cli, plain_tree, tmp_path, extra):
-    result = cli("scan", *extra, "missing-dir", cwd=tmp_path)
-    assert result.returncode == 2
-    assert result.stdout == b""
+def test_missing_root_is_an_error_record(cli, plain_tree, tmp_path, extra):
+    """As sha256sum and b3sum: the other PATHs are hashed, the missing one is an error
+    record (``missing-dir: No such file or directory``), exit 1 (issue 10 item 15)."""
+    result = cli("scan", "-a", "sha256", "-f", "jsonl", *extra, "missing-dir", cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
-    assert "missing-dir" in result.stderr
-    assert os.strerror(2) in result.stderr
+    assert f"parhash: warning: missing-dir: {os.strerror(2)}" in result.stderr.splitlines()
+    records = {r["path"]: r for r in jsonl(result)}
+    missing = records.pop("missing-dir")
+    assert missing["error"] == os.strerror(2) and missing["hash"] is None
+    expected = {os.fsdecode(p) for p in files_below(plain_tree)} if extra else set()
+    assert set(records) == expected and (records or not extra)
+    for path, record in records.items():
+        check_record(record, Path(tmp_path, path).read_bytes(), "sha256", "tree", base=tmp_path)
 
 
 def test_unknown_algorithm_lists_valid_names(cli, plain_tree, tmp_path):
@@ -492,14 +498,21 @@ def test_fifo_in_tree(cli, make_tree, tmp_path):
     assert "tree/m-fifo" in warnings[0]
 
 
-def test_fifo_as_argument(cli, tmp_path):
+def test_fifo_as_argument(tmp_path):
+    """A FIFO named on the command line is read to EOF, as sha256sum reads it (issue 10
+    item 14); met while walking it is still never opened (test_fifo_in_tree)."""
     os.mkfifo(tmp_path / "pipe")
     (tmp_path / "f").write_bytes(b"f")
-    result = cli("scan", "-q", "-f", "jsonl", "pipe", "f", cwd=tmp_path, timeout=20)
-    assert result.returncode == 1, result.stderr
-    records = {r["path"]: r for r in jsonl(result)}
-    assert "not a regular file" in records["pipe"]["error"]
-    check_record(records["f"], b"f", "xxh3", "f", base=tmp_path)
+    args = [sys.executable, "-m", "parhash", "scan", "-q", "-a", "sha256", "-f", "jsonl"]
+    scan = subprocess.Popen([*args, "pipe", "f"], cwd=tmp_path, stdout=subprocess.PIPE)
+    with open(tmp_path / "pipe", "wb") as writer:  # blocks until parhash opens it
+        writer.write(b"through the pipe\n" * 1000)
+    out, _ = scan.communicate(timeout=60)
+    assert scan.returncode == 0
+    records = {r["path"]: r for r in map(json.loads, out.decode().splitlines())}
+    assert records["pipe"]["hash"] == hashlib.sha256(b"through the pipe\n" * 1000).hexdigest()
+    assert records["pipe"]["size"] == 17_000 and records["pipe"]["error"] is None
+    check_record(records["f"], b"f", "sha256", "f", base=tmp_path)
 
 
 def test_exclude(cli, make_tree, tmp_path):
@@ -557,8 +570,8 @@ def test_library_scan(odd_tree, jobs):
 
 
 def test_library_scan_errors(tmp_path):
-    with pytest.raises(FatalError):
-        list(parhash.scan([str(tmp_path / "missing")], jobs=1))
+    (record,) = parhash.scan([str(tmp_path / "missing")], jobs=1)
+    assert record.error == os.strerror(2) and record.digest is None
     with pytest.raises(KeyError):
         list(parhash.scan([str(tmp_path)], algo="nope", jobs=1))
 
