@@ -388,6 +388,7 @@ SELECT 'old', ri, path, size, mtime, hash, error, extra, key FROM kept
 ORDER BY 2, 9
 """
 
+
 def _prefix_range(directory: str) -> tuple[bytes, bytes]:
     """The BLOB range of the keys below ``directory``: ``dir/`` up to ``dir0`` ('0' is the
     byte after '/'), so that an index serves it."""
