@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import run_cli, write_tree
+from conftest import jsonl_records, run_cli, write_tree
 
 PARHASH = [sys.executable, "-m", "parhash"]
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
@@ -51,7 +51,7 @@ def sums_lines(stdout: bytes) -> dict[str, str]:
 
 
 def records(stdout: bytes) -> list[dict]:
-    return [json.loads(line) for line in stdout.decode().splitlines()]
+    return jsonl_records(stdout)
 
 
 def warnings(stderr: str) -> list[str]:
