@@ -107,7 +107,7 @@ class CheckReport:
         out.extend(
             f"{sanitize(state.name)}: untagged {len_of(state.assumed)}-digit digests were "
             f"read as {state.assumed} (as xxhsum does); name the algorithm with -a if they are "
-            "another's (parhash before 0.2 wrote xxh3 lines untagged: -a xxh3)"
+            "another's (parhash 0.1.0 wrote xxh3 lines untagged: -a xxh3)"
             for state in self.files
             if state.assumed and state.failed
         )
