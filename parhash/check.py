@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import BinaryIO
 
+from parhash import hashdeep
 from parhash.exit_codes import ExitCode, FatalError
 from parhash.hashing import get_algorithm
 from parhash.model import Expected, FileRecord, Summary
@@ -346,6 +347,10 @@ def check_sources(names: list[str], report: CheckReport) -> list[Source]:
     for source, name in enumerate(names):
         stream = open_sums_file(name)
         report.files.append(SumsFileState(name))
+        if hashdeep.is_hashdeep(stream.peek(len(hashdeep.MAGIC))):
+            entries = hashdeep_entries(name, stream, report, source)
+            sources.append(Source(name, True, label_repeats(entries)))
+            continue
         crlf, lines = crlf_file(_lines(stream, report.options.zero))
         algo, lines = default_algorithm(name, lines, report.options)
         if algo is not None and not report.options.algo and algo in XXHSUM_LENGTHS.values():
@@ -353,6 +358,37 @@ def check_sources(names: list[str], report: CheckReport) -> list[Source]:
         entries = expected_entries(name, stream, lines, algo, report, source, not crlf)
         sources.append(Source(name, True, label_repeats(entries)))
     return sources
+
+
+def hashdeep_entries(
+    name: str, stream: BinaryIO, report: CheckReport, source: int
+) -> Iterator[Expected | FileRecord]:
+    """A hashdeep file's records as one ``Expected`` per digest column (``-a``: that column
+    only). The header is read now: unsupported columns are fatal before any hashing."""
+    header, lines = hashdeep.read_header(_lines(stream, False), name)
+    chosen = report.options.algo
+    if chosen is not None and chosen not in header.algos:
+        raise FatalError(f"{name}: has no {chosen} column ({', '.join(header.algos)})")
+    return _hashdeep_expected(name, stream, lines, header, report, source)
+
+
+def _hashdeep_expected(name, stream, lines, header, report, source):
+    state = report.files[source]
+    chosen = report.options.algo
+    try:
+        for number, item in hashdeep.records(lines, header, name):
+            if isinstance(item, str):
+                state.malformed += 1
+                if report.options.warn:
+                    err(f"parhash: {sanitize(name)}: {number}: {item}")
+                continue
+            state.formatted += 1
+            for algo, digest in item.digests:
+                if chosen is None or algo == chosen:
+                    yield Expected(item.path, algo, digest, number, source)
+    finally:
+        if stream is not sys.stdin.buffer:
+            stream.close()
 
 
 def display_name(name: str) -> str:
