@@ -199,13 +199,10 @@ def manifest_info(path: str):
             algo = next((a for a in STRENGTH if a in have), None)
         if algo not in have:
             raise ManifestError(f"{path}:{number}: no {algo} digest (columns changed)")
-        common = _common_dir(common, os.path.dirname(record.path))
+        common = _common_dir(common, os.path.dirname(_located(record.path, seen)))
     if header is None or algo is None:
         raise ManifestError(f"{path}: no records: an empty manifest cannot be audited")
-    root = common or "."
-    if not os.path.isabs(root) and header.invoked_from:
-        root = os.path.normpath(os.path.join(header.invoked_from, root))
-    return ManifestInfo(path, "hashdeep", algo, [root])
+    return ManifestInfo(path, "hashdeep", algo, [common or "."])
 
 
 def manifest_entries(info) -> Iterator:
@@ -214,6 +211,13 @@ def manifest_entries(info) -> Iterator:
     from parhash.manifest import ManifestEntry
 
     root = info.roots[0]
-    for _, _, record in _manifest_records(info.path):
+    for _, header, record in _manifest_records(info.path):
         digest = dict(record.digests)[info.algo]
-        yield ManifestEntry(record.path, root, record.size, None, digest, None)
+        yield ManifestEntry(_located(record.path, header), root, record.size, None, digest, None)
+
+
+def _located(path: str, header: Header) -> str:
+    """A ``-l`` (relative) name as the path it names: under ``Invoked from``."""
+    if os.path.isabs(path) or not header.invoked_from:
+        return path
+    return os.path.normpath(os.path.join(header.invoked_from, path))
