@@ -106,7 +106,7 @@ class CheckReport:
             if n:
                 out.append(f"WARNING: {n} {one if n == 1 else many} {what}")
         out.extend(
-            f"{sanitize(state.name)}: untagged {len_of(state.assumed)}-digit digests were "
+            f"{sanitize(state.name)}: untagged {_hex_length(state.assumed)}-digit digests were "
             f"read as {state.assumed} (as xxhsum does); name the algorithm with -a if they are "
             "another's (parhash 0.1.0 wrote xxh3 lines untagged: -a xxh3)"
             for state in self.files
@@ -115,7 +115,7 @@ class CheckReport:
         return out
 
 
-def len_of(algo: str) -> int:
+def _hex_length(algo: str) -> int:
     return get_algorithm(algo).hex_length
 
 
@@ -233,14 +233,14 @@ def _try_parse(text: str | None) -> ChecksumLine | None:
         return None
 
 
-def _parse(text: str, keep_cr: bool = False) -> ChecksumLine:
+def _parse(text: str, keep_cr: bool = False, untagged: str | None = None) -> ChecksumLine:
     """Parse a line that may end in ``\\r``: coreutils drops that CR (a file written on
     Windows), and so does current b3sum in a CRLF file; b3sum 1.2 keeps it as part of the
     name, so a blake3 line of a file that is not CRLF (``keep_cr``) keeps it."""
     if not text.endswith("\r"):
         return parse_line(text)
     stripped = parse_line(text[:-1])
-    if not keep_cr or (stripped.tag_algo or "blake3") != "blake3":
+    if not keep_cr or (stripped.tag_algo or untagged) != "blake3":
         return stripped
     try:
         return parse_line(text)
@@ -280,7 +280,7 @@ def expected_entries(
             try:
                 if text is None:
                     raise BadLine(f"line longer than {MAX_RECORD} bytes")
-                line = _parse(text, keep_cr and untagged_algo == "blake3")
+                line = _parse(text, keep_cr, untagged_algo)
                 algo = _line_algorithm(line, untagged_algo, options.algo)
                 if algo is None:  # past the look-ahead: the first untagged line decides
                     algo = untagged_algo = _untagged_algorithm(
