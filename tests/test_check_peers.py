@@ -291,6 +291,50 @@ PEER_CASES = [
         "WARNING: 2 computed checksums did NOT match",
     ),
     (
+        "ck-strict-2",
+        "coreutils md5sum.pl 'ck-strict-2': an invalid line first, --strict",
+        {"f": b""},
+        "in.md5",
+        f"ERR\n{EMPTY_MD5}  f\n".encode(),
+        ["--strict"],
+        1,
+        b"f: OK\n",
+        "WARNING: 1 line is improperly formatted",
+    ),
+    (
+        "check-quiet2",
+        "coreutils md5sum.pl 'check-quiet2'",
+        {"f": b"foo"},
+        "f.md5",
+        f"{EMPTY_MD5}  f\n".encode(),
+        ["--quiet"],
+        1,
+        b"f: FAILED\n",
+        "WARNING: 1 computed checksum did NOT match",
+    ),
+    (
+        "check-ignore-missing-5",
+        "coreutils md5sum.pl 'check-ignore-missing-5'",
+        {"f": b""},
+        "f.md5",
+        f"{EMPTY_MD5}  missing\n".encode(),
+        ["--ignore-missing"],
+        1,
+        b"",
+        "f.md5: no file was verified",
+    ),
+    (
+        "xxh-failed",
+        "xxHash Makefile test-xxhsum-c: 'echo \"0000000000000000  LICENSE\" | xxhsum -c -'",
+        {"LICENSE": b"license"},
+        "-",
+        b"0000000000000000  LICENSE\n",
+        [],
+        1,
+        b"LICENSE: FAILED\n",
+        None,
+    ),
+    (
         "bsd-segv",
         "coreutils md5sum.pl 'bsd-segv'",
         {},
@@ -333,8 +377,10 @@ PEER_CASES = [
 )
 def test_peer_suite_case(tmp_path, files, sums_name, sums, options, code, stdout, stderr):
     write_tree(tmp_path, files)
-    (tmp_path / sums_name).write_bytes(sums)
-    result = run_cli("check", "-j1", *options, sums_name, cwd=tmp_path)
+    stdin = sums if sums_name == "-" else None
+    if stdin is None:
+        (tmp_path / sums_name).write_bytes(sums)
+    result = run_cli("check", "-j1", *options, sums_name, cwd=tmp_path, input=stdin)
     assert (result.returncode, result.stdout) == (code, stdout), result.stderr
     assert "Traceback" not in result.stderr
     if stderr is not None:
@@ -388,6 +434,20 @@ def test_every_b2sum_length_verifies_tagged_and_untagged(tmp_path):
     result = run_cli("check", "check.b2sum", cwd=tmp_path)
     assert result.returncode == 1
     assert result.stdout.count(b"a: FAILED\n") == 64
+
+
+def test_scan_blake2b_lengths_verify_with_b2sum(tmp_path):
+    b2sum = peer("b2sum")
+    write_tree(tmp_path / "d", {"a": b"a", "-dash": b"d", "back\\slash": b"b"})
+    for flags in ([], ["--tag"]):
+        scanned = run_cli("scan", "-q", "-a", "blake2b-256", *flags, "d", cwd=tmp_path)
+        assert scanned.returncode == 0, scanned.stderr
+        (tmp_path / "list").write_bytes(scanned.stdout)
+        checked = run(b2sum, "-c", "--strict", "list", cwd=tmp_path)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        assert len(lines_of(checked.stdout)) == 3
+    digest = hashlib.blake2b(b"a", digest_size=32).hexdigest()
+    assert f"BLAKE2b-256 (d/a) = {digest}".encode() in lines_of(scanned.stdout)
 
 
 # -- item 19: several algorithms for one file -------------------------------------------------
