@@ -185,6 +185,9 @@ def _nul_records(stream: BinaryIO) -> Iterator[bytes | None]:
 #: Lines read ahead while looking for the first untagged line (a file of only tagged lines
 #: needs no default algorithm; past this many, the first untagged line decides).
 LOOKAHEAD_LINES = 10_000
+#: ... or past this many bytes of them, so that the look-ahead stays small even when every
+#: line is close to ``MAX_RECORD`` (10,000 of those would be 10 GB).
+LOOKAHEAD_BYTES = 16 << 20
 
 
 def default_algorithm(
@@ -202,13 +205,15 @@ def default_algorithm(
     hinted = algorithm_from_name(name)
     ahead: list[tuple[int, str | None]] = []
     found: str | None = None
+    size = 0
     for number, text in lines:
         ahead.append((number, text))
         parsed = _try_parse(text)
         if parsed is not None and parsed.tag_algo is None:
             found = _untagged_algorithm(len(parsed.digest), hinted, name)
             break
-        if len(ahead) >= LOOKAHEAD_LINES:
+        size += len(text or "")
+        if len(ahead) >= LOOKAHEAD_LINES or size >= LOOKAHEAD_BYTES:
             found = hinted
             break
     return found, itertools.chain(ahead, lines)

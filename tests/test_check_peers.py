@@ -514,16 +514,18 @@ sys.exit(code)
 GENERATE = """
 import sys
 out = sys.stdout.buffer
+for _ in range(150):  # bad records just under the 1 MiB record limit: the look-ahead's worst
+    out.write(b"y" * 1_000_000 + b"\\0")
 block = b"x" * (1 << 20)
-for _ in range(300):
+for _ in range(150):  # then one 150 MiB record without a terminator
     out.write(block)
 out.write(b"\\0" + sys.argv[1].encode() + b"\\0")
 """
 
 
 def test_zero_terminated_check_streams_in_bounded_memory(tmp_path):
-    """A 300 MB -z input, piped from a generator process: one 300 MB record without a
-    terminator, then a good one. Peak RSS of the check is measured (RUSAGE_CHILDREN of a
+    """A 300 MB -z input, piped from a generator process: 150 bad records of 1 MB, one of
+    150 MiB without a terminator, then a good one. Peak RSS of the check is measured (RUSAGE_CHILDREN of a
     wrapper whose only children are the check and its workers)."""
     (tmp_path / "f").write_bytes(b"payload")
     good = f"SHA256 (f) = {hashlib.sha256(b'payload').hexdigest()}"
@@ -544,7 +546,7 @@ def test_zero_terminated_check_streams_in_bounded_memory(tmp_path):
     stderr = measured.stderr.decode()
     assert measured.stdout == b"f: OK\n", stderr
     assert measured.returncode == 0, stderr
-    assert "WARNING: 1 line is improperly formatted" in stderr
+    assert "WARNING: 151 lines are improperly formatted" in stderr
     peak_mb = int(stderr.strip().splitlines()[-1]) / 1024
     assert peak_mb < RSS_LIMIT_MB, f"peak RSS {peak_mb:.0f} MB"
 
