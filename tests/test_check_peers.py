@@ -616,7 +616,7 @@ def test_check_and_audit_read_hashdeep_relative_paths(tmp_path):
     made = run(hashdeep, "-l", "-r", "-c", "md5,sha256", "tree", cwd=tmp_path)
     assert b"\n## Invoked from: " in made.stdout and b",tree/a\n" in made.stdout
     (tmp_path / "hd.txt").write_bytes(made.stdout)
-    result = run_cli("check", "hd.txt", cwd=tmp_path)
+    result = run_cli("check", "-j1", "hd.txt", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert b"tree/a: OK (MD5)\ntree/a: OK (SHA256)\n" in result.stdout
 
