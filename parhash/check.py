@@ -10,21 +10,22 @@ from __future__ import annotations
 
 import itertools
 import sys
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
 from typing import BinaryIO
 
+from parhash import hashdeep
 from parhash.exit_codes import ExitCode, FatalError
 from parhash.hashing import get_algorithm
 from parhash.model import Expected, FileRecord, Summary
 from parhash.output import err, sanitize
 from parhash.pipeline import Source
 from parhash.sums import (
+    XXHSUM_LENGTHS,
     BadLine,
     ChecksumLine,
     algorithm_for_length,
     algorithm_from_name,
-    escape_name,
     parse_line,
 )
 
@@ -52,6 +53,10 @@ class SumsFileState:
     formatted: int = 0
     malformed: int = 0
     verified: int = 0
+    failed: int = 0  #: digests that did not match
+    #: The algorithm untagged lines were given only because xxhsum reads their length so
+    #: (16 hex digits: XXH64); a failure then gets a hint about older parhash output.
+    assumed: str | None = None
 
 
 @dataclass
@@ -100,7 +105,18 @@ class CheckReport:
         for n, one, many, what in problems:
             if n:
                 out.append(f"WARNING: {n} {one if n == 1 else many} {what}")
+        out.extend(
+            f"{sanitize(state.name)}: untagged {_hex_length(state.assumed)}-digit digests were "
+            f"read as {state.assumed} (as xxhsum does); name the algorithm with -a if they are "
+            "another's (parhash 0.1.0 wrote xxh3 lines untagged: -a xxh3)"
+            for state in self.files
+            if state.assumed and state.failed
+        )
         return out
+
+
+def _hex_length(algo: str) -> int:
+    return get_algorithm(algo).hex_length
 
 
 def open_sums_file(name: str) -> BinaryIO:
@@ -113,26 +129,65 @@ def open_sums_file(name: str) -> BinaryIO:
         raise FatalError(f"{name}: {exc.strerror or exc}") from None
 
 
-def _lines(stream: BinaryIO, zero: bool) -> Iterator[tuple[int, str]]:
-    """Numbered lines without their terminator, streamed (a ``\\r`` before it is kept:
-    ``_parse`` decides, as coreutils and b3sum disagree about it)."""
-    if zero:
-        data = stream.read()  # NUL-separated input has no line iterator; sums files are small
-        chunks = data.split(b"\0")
-        if chunks and chunks[-1] == b"":
-            chunks.pop()
-        for number, raw in enumerate(chunks, 1):
-            yield number, raw.decode("utf-8", "surrogateescape")
-        return
-    for number, raw in enumerate(stream, 1):
+#: Longest checksum record kept, in bytes: far beyond any real line (a path can be longer
+#: than PATH_MAX, but not by this much), and small enough that a file without a single
+#: terminator (a 1 GB image given by mistake) is skipped as one bad line in bounded memory.
+MAX_RECORD = 1 << 20
+
+#: Bytes read at a time from a NUL-separated (-z) checksum file.
+READ_SIZE = 1 << 16
+
+
+def _lines(stream: BinaryIO, zero: bool) -> Iterator[tuple[int, str | None]]:
+    """Numbered records without their terminator, streamed in bounded memory; a record
+    longer than ``MAX_RECORD`` is ``None`` (a bad line). A ``\\r`` before the newline is kept
+    (``_parse`` drops it)."""
+    records = _nul_records(stream) if zero else _newline_records(stream)
+    for number, raw in enumerate(records, 1):
+        yield number, None if raw is None else raw.decode("utf-8", "surrogateescape")
+
+
+def _newline_records(stream: BinaryIO) -> Iterator[bytes | None]:
+    while raw := stream.readline(MAX_RECORD + 1):
         if raw.endswith(b"\n"):
-            raw = raw[:-1]
-        yield number, raw.decode("utf-8", "surrogateescape")
+            yield raw[:-1]
+        elif len(raw) <= MAX_RECORD:
+            yield raw  # the last line, without a newline
+        else:
+            while (rest := stream.readline(MAX_RECORD)) and not rest.endswith(b"\n"):
+                pass  # skip the rest of the overlong line without keeping it
+            yield None
+
+
+def _nul_records(stream: BinaryIO) -> Iterator[bytes | None]:
+    """Split on NUL chunk by chunk (there is no readline for NUL); ``pending`` holds the
+    start of a record that continues in the next chunk, at most ``MAX_RECORD`` bytes."""
+    read = getattr(stream, "read1", stream.read)
+    pending = b""
+    overlong = False
+    while chunk := read(READ_SIZE):
+        parts = chunk.split(b"\0")
+        tail = parts.pop()
+        for part in parts:
+            record = pending + part
+            yield None if overlong or len(record) > MAX_RECORD else record
+            pending, overlong = b"", False
+        if not overlong:
+            pending += tail
+            if len(pending) > MAX_RECORD:
+                pending, overlong = b"", True
+    if overlong:
+        yield None
+    elif pending:
+        yield pending
 
 
 #: Lines read ahead while looking for the first untagged line (a file of only tagged lines
 #: needs no default algorithm; past this many, the first untagged line decides).
 LOOKAHEAD_LINES = 10_000
+#: ... or past this many bytes of them, so that the look-ahead stays small even when every
+#: line is close to ``MAX_RECORD`` (10,000 of those would be 10 GB).
+LOOKAHEAD_BYTES = 16 << 20
 
 
 def default_algorithm(
@@ -148,45 +203,63 @@ def default_algorithm(
     if options.algo:
         return options.algo, lines
     hinted = algorithm_from_name(name)
-    ahead: list[tuple[int, str]] = []
+    ahead: list[tuple[int, str | None]] = []
     found: str | None = None
+    size = 0
     for number, text in lines:
         ahead.append((number, text))
         parsed = _try_parse(text)
         if parsed is not None and parsed.tag_algo is None:
-            length = len(parsed.digest)
-            if hinted is not None and get_algorithm(hinted).hex_length == length:
-                found = hinted  # the name agrees with the digests: trust it
-            else:
-                found = algorithm_for_length(length, name)
+            found = _untagged_algorithm(len(parsed.digest), hinted, name)
             break
-        if len(ahead) >= LOOKAHEAD_LINES:
+        size += len(text or "")
+        if len(ahead) >= LOOKAHEAD_LINES or size >= LOOKAHEAD_BYTES:
             found = hinted
             break
     return found, itertools.chain(ahead, lines)
 
 
-def _try_parse(text: str) -> ChecksumLine | None:
+def _untagged_algorithm(length: int, hinted: str | None, name: str) -> str:
+    """The name's algorithm if it agrees with the digest length (``x.b2`` with 64 digits is
+    BLAKE2b-256, as ``b2sum -c`` infers ``-l`` from the length), else the length's."""
+    if hinted is not None and get_algorithm(hinted).hex_length == length:
+        return hinted  # the name agrees with the digests: trust it
+    if hinted == "blake2b" and length % 2 == 0 and 0 < length < 128:
+        return f"blake2b-{length * 4}"
+    return algorithm_for_length(length, name, like_xxhsum=True)
+
+
+def _try_parse(text: str | None) -> ChecksumLine | None:
     if not text or text.startswith("#"):
         return None
     try:
-        return _parse(text, None)
+        return _parse(text)
     except BadLine:
         return None
 
 
-def _parse(text: str, untagged_algo: str | None) -> ChecksumLine:
+def _parse(text: str, keep_cr: bool = False, untagged: str | None = None) -> ChecksumLine:
     """Parse a line that may end in ``\\r``: coreutils drops that CR (a file written on
-    Windows), b3sum keeps it as part of the name; so a blake3 line keeps it."""
+    Windows), and so does current b3sum in a CRLF file; b3sum 1.2 keeps it as part of the
+    name, so a blake3 line of a file that is not CRLF (``keep_cr``) keeps it."""
     if not text.endswith("\r"):
         return parse_line(text)
     stripped = parse_line(text[:-1])
-    if (stripped.tag_algo or untagged_algo) != "blake3":
+    if not keep_cr or (stripped.tag_algo or untagged) != "blake3":
         return stripped
     try:
         return parse_line(text)
     except BadLine:
         return stripped
+
+
+def crlf_file(lines: Iterator[tuple[int, str | None]]) -> tuple[bool, Iterator]:
+    """Whether the file's first line ends in CR (a file written on Windows: every CR before a
+    newline is a line end), and the lines, none lost."""
+    first = next(lines, None)
+    if first is None:
+        return False, lines
+    return bool(first[1] and first[1].endswith("\r")), itertools.chain([first], lines)
 
 
 def expected_entries(
@@ -196,6 +269,7 @@ def expected_entries(
     untagged_algo: str | None,
     report: CheckReport,
     source: int,
+    keep_cr: bool = True,
 ) -> Iterator[Expected | FileRecord]:
     """Stream the checksum lines of one file as ``Expected`` items for the batcher.
 
@@ -206,13 +280,17 @@ def expected_entries(
     state = report.files[source]
     try:
         for number, text in lines:
-            if not text or text.startswith("#"):
+            if text is not None and (not text or text.startswith("#")):
                 continue
             try:
-                line = _parse(text, untagged_algo)
-                algo = line.tag_algo or untagged_algo
+                if text is None:
+                    raise BadLine(f"line longer than {MAX_RECORD} bytes")
+                line = _parse(text, keep_cr, untagged_algo)
+                algo = _line_algorithm(line, untagged_algo, options.algo)
                 if algo is None:  # past the look-ahead: the first untagged line decides
-                    algo = untagged_algo = algorithm_for_length(len(line.digest), name)
+                    algo = untagged_algo = _untagged_algorithm(
+                        len(line.digest), algorithm_from_name(name), name
+                    )
                 if len(line.digest) != get_algorithm(algo).hex_length:
                     raise BadLine(f"digest length does not match {algo}")
             except (BadLine, FatalError) as exc:
@@ -227,6 +305,46 @@ def expected_entries(
             stream.close()
 
 
+def _line_algorithm(line: ChecksumLine, untagged: str | None, chosen: str | None) -> str | None:
+    """A tagged line's own algorithm, else the file's. ``-a`` never overrides a tag: a line
+    tagged with another algorithm is a bad line, as ``sha256sum -c`` finds an ``MD5 (f)``
+    line and ``xxh64sum -c`` an ``XXH3`` one."""
+    if line.tag_algo is None:
+        return untagged
+    if chosen is not None and line.tag_algo != chosen:
+        raise BadLine(f"tagged {get_algorithm(line.tag_algo).tag}, but -a is {chosen}")
+    return line.tag_algo
+
+
+def label_repeats(items: Iterable[Expected | FileRecord]) -> Iterator[Expected | FileRecord]:
+    """Name the algorithm in the verdicts of a file listed once per algorithm in a row (``scan
+    -a sha256,blake3``, hashdeep): ``a: OK (SHA256)`` then ``a: FAILED (BLAKE3)``, never two
+    bare verdicts that contradict each other. Other lines keep sha256sum's exact output."""
+    held: Expected | None = None
+    for item in items:
+        if isinstance(item, Expected) and held is not None and _repeats(held, item):
+            yield held if held.label else _labeled(held)
+            held = _labeled(item)
+            continue
+        if held is not None:
+            yield held
+        held = None
+        if isinstance(item, Expected):
+            held = item
+        else:
+            yield item
+    if held is not None:
+        yield held
+
+
+def _repeats(before: Expected, after: Expected) -> bool:
+    return before.path == after.path and before.algo != after.algo
+
+
+def _labeled(expected: Expected) -> Expected:
+    return replace(expected, label=get_algorithm(expected.algo).tag)
+
+
 def check_sources(names: list[str], report: CheckReport) -> list[Source]:
     """One source per checksum file; the files are opened (and algorithms resolved) now, so
     an unreadable or ambiguous checksum file is fatal before any hashing starts."""
@@ -234,11 +352,49 @@ def check_sources(names: list[str], report: CheckReport) -> list[Source]:
     for source, name in enumerate(names):
         stream = open_sums_file(name)
         report.files.append(SumsFileState(name))
-        lines = _lines(stream, report.options.zero)
+        if hashdeep.is_hashdeep(stream.peek(len(hashdeep.MAGIC))):
+            entries = hashdeep_entries(name, stream, report, source)
+            sources.append(Source(name, True, label_repeats(entries), named=True))
+            continue
+        crlf, lines = crlf_file(_lines(stream, report.options.zero))
         algo, lines = default_algorithm(name, lines, report.options)
-        entries = expected_entries(name, stream, lines, algo, report, source)
-        sources.append(Source(name, True, entries, named=True))  # /dev/null lines are read
+        if algo is not None and not report.options.algo and algo in XXHSUM_LENGTHS.values():
+            report.files[-1].assumed = algo if algorithm_from_name(name) != algo else None
+        entries = expected_entries(name, stream, lines, algo, report, source, not crlf)
+        # named: a /dev/null line is read, as sha256sum -c reads it
+        sources.append(Source(name, True, label_repeats(entries), named=True))
     return sources
+
+
+def hashdeep_entries(
+    name: str, stream: BinaryIO, report: CheckReport, source: int
+) -> Iterator[Expected | FileRecord]:
+    """A hashdeep file's records as one ``Expected`` per digest column (``-a``: that column
+    only). The header is read now: unsupported columns are fatal before any hashing."""
+    header, lines = hashdeep.read_header(_lines(stream, False), name)
+    chosen = report.options.algo
+    if chosen is not None and chosen not in header.algos:
+        raise FatalError(f"{name}: has no {chosen} column ({', '.join(header.algos)})")
+    return _hashdeep_expected(name, stream, lines, header, report, source)
+
+
+def _hashdeep_expected(name, stream, lines, header, report, source):
+    state = report.files[source]
+    chosen = report.options.algo
+    try:
+        for number, item in hashdeep.records(lines, header, name):
+            if isinstance(item, str):
+                state.malformed += 1
+                if report.options.warn:
+                    err(f"parhash: {sanitize(name)}: {number}: {item}")
+                continue
+            state.formatted += 1
+            for algo, digest in item.digests:
+                if chosen is None or algo == chosen:
+                    yield Expected(item.path, algo, digest, number, source)
+    finally:
+        if stream is not sys.stdin.buffer:
+            stream.close()
 
 
 def display_name(name: str) -> str:
@@ -246,7 +402,19 @@ def display_name(name: str) -> str:
     escaped (``\\\\``, ``\\n``) behind a leading ``\\``, as coreutils 9.1 does."""
     if "\n" not in name:
         return name
-    return "\\" + escape_name(name, escape_cr=False)[0]
+    return "\\" + name.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+#: Characters of a name kept in a message on stderr; a longer one is cut, with its length.
+MESSAGE_NAME_CHARS = 200
+
+
+def short_name(name: str) -> str:
+    """A name for a message: whole if short, else its start, an ellipsis and its length
+    (a malformed -z list can make a "name" of megabytes)."""
+    if len(name) <= MESSAGE_NAME_CHARS:
+        return name
+    return f"{name[:MESSAGE_NAME_CHARS]}... ({len(name)} characters)"
 
 
 class CheckSink:
@@ -266,24 +434,26 @@ class CheckSink:
                 continue
             state = self.report.files[expected.source]
             name = display_name(expected.path)
+            label = f" ({expected.label})" if expected.label else ""
             if record.error is not None:
                 if options.ignore_missing and record.error == MISSING:
                     continue
                 state.verified += 1
                 self.report.unreadable += 1
-                self.warn(f"{record.path}: {record.error}")
+                self.warn(f"{short_name(record.path)}: {record.error}")
                 if not options.status:
-                    lines.append(f"{name}: FAILED open or read\n")
+                    lines.append(f"{name}: FAILED open or read{label}\n")
             elif record.digest == expected.digest:
                 state.verified += 1
                 self.report.ok += 1
                 if not (options.quiet or options.status):
-                    lines.append(f"{name}: OK\n")
+                    lines.append(f"{name}: OK{label}\n")
             else:
                 state.verified += 1
+                state.failed += 1
                 self.report.mismatched += 1
                 if not options.status:
-                    lines.append(f"{name}: FAILED\n")
+                    lines.append(f"{name}: FAILED{label}\n")
         if lines:
             self.stream.write("".join(lines).encode("utf-8", "surrogateescape"))
 

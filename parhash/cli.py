@@ -218,7 +218,10 @@ def scan(
     ] = False,
     jobs: Jobs = None,
     tag: Annotated[
-        bool, typer.Option("--tag", help="sums: BSD-style 'ALGO (path) = hex'.")
+        bool,
+        typer.Option(
+            "--tag", help="sums: BSD-style 'ALGO (path) = hex' (always for xxh3, as xxhsum -H3)."
+        ),
     ] = False,
     zero: Annotated[
         bool, typer.Option("--zero", "-z", help="sums: end records with NUL, no escaping.")
@@ -582,7 +585,8 @@ CHECK_EPILOG = (
     )
     + "The algorithm of a line comes from its BSD tag ('SHA256 (file) = ...'), else -a, else "
     "the checksum file's name (SHA256SUMS, x.md5, x.b3), else the digest length when only "
-    "one algorithm has it; an ambiguous length is an error.\n\n"
+    "one algorithm has it (16 digits: xxh64, as xxhsum reads them); an ambiguous length is an "
+    "error. -a never overrides a line's own tag.\n\n"
     + exit_status_help(
         {
             0: "every listed file matched",

@@ -14,6 +14,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from parhash import hashdeep
 from parhash.exit_codes import FatalError
 from parhash.hashing import ALGORITHMS, get_algorithm
 from parhash.report import CSV_HEADER_PREFIX, FIELDS, MANIFEST_VERSION
@@ -68,13 +69,15 @@ class ManifestInfo:
 
 
 def detect_format(path: str) -> str:
-    """jsonl, json, csv or sums, from the first bytes (not the file name)."""
+    """jsonl, json, csv, hashdeep or sums, from the first bytes (not the file name)."""
     try:
         with open(path, "rb") as f:
             head = f.read(4096)
     except OSError as exc:
         raise ManifestError(f"{path}: {exc.strerror or exc}") from None
     stripped = head.lstrip()
+    if hashdeep.is_hashdeep(head):
+        return "hashdeep"
     if stripped.startswith(b'{"header"'):
         return "jsonl" if _jsonl_header_line(path) is not None else "json"
     if stripped.startswith(b"{"):
@@ -184,6 +187,8 @@ def read_info(path: str, algo_override: str | None = None) -> ManifestInfo:
         return _info_from_header(path, fmt, header)
     if fmt == "sums":
         return _sums_info(path, algo_override)
+    if fmt == "hashdeep":
+        return hashdeep.manifest_info(path)
     for entry, algo in _records(path, fmt):
         _check_algo(algo, f"{path}: first record")
         info = ManifestInfo(path, fmt, algo, [entry.root])
@@ -209,8 +214,8 @@ def _check_algo(algo: object, where: str) -> None:
 
 def iter_entries(info: ManifestInfo) -> Iterator[ManifestEntry]:
     """Stream the manifest's entries, validated line by line; completes ``info.roots``."""
-    if info.format == "sums":
-        yield from _sums_entries(info)
+    if info.format in ("sums", "hashdeep"):
+        yield from (_sums_entries if info.format == "sums" else hashdeep.manifest_entries)(info)
         return
     roots = set(info.roots)
     for entry, algo in _records(info.path, info.format):

@@ -18,6 +18,7 @@ class Expected:
     digest: str
     line: int  #: line number in the checksum file, for messages
     source: int = 0  #: which checksum file of the run (the same file may be named twice)
+    label: str | None = None  #: algorithm tag named in the verdict (a file listed per algorithm)
 
 
 @dataclass(slots=True)

@@ -20,7 +20,7 @@ from typing import BinaryIO
 
 from parhash.hashing import get_algorithm, parse_algorithms
 from parhash.model import FileRecord, Summary
-from parhash.sums import format_line
+from parhash.sums import escape_style, format_line
 from parhash.walk import child_prefix
 
 #: Version of the manifest layout written by the json/jsonl/csv reporters; bumped only when
@@ -127,8 +127,20 @@ def manifest_header(
     }
 
 
+#: Algorithms whose lines are always tagged: ``xxhsum -H3`` writes ``XXH3 (f) = hex``, and an
+#: untagged 16-digit line means XXH64 to ``xxhsum -c``, so an untagged XXH3 line would fail.
+ALWAYS_TAGGED = frozenset({"xxh3"})
+
+
+def _plain(name: str) -> bool:
+    """True if no escaping rule can apply to the name (the common case, tested first)."""
+    return "\\" not in name and "\n" not in name and "\r" not in name
+
+
 class SumsReporter(Reporter):
-    """``<hex>  <path>`` lines, exactly as sha256sum/b3sum print them (``--tag``: BSD form).
+    """Checksum lines exactly as the algorithm's own tool prints them: ``<hex>  <path>``
+    (sha256sum, b3sum, xxhsum -H1), ``XXH3 (<path>) = <hex>`` (xxhsum -H3), or the BSD form
+    for every algorithm with ``--tag``. Names are escaped as that tool escapes them.
 
     Error records print nothing here (sha256sum prints nothing on stdout for a file it can't
     read); their warning went to stderr and they count in the exit code.
@@ -140,45 +152,48 @@ class SumsReporter(Reporter):
         super().__init__(stream, algo, relative=relative)
         # Several digests per file are only unambiguous with their algorithm on each line:
         # then every file gets one tagged line per algorithm.
-        self.tags = (
-            [get_algorithm(a).tag for a in self.algos] if tag or len(self.algos) > 1 else None
-        )
+        tagged = tag or len(self.algos) > 1 or self.algo in ALWAYS_TAGGED
+        self.tags = [get_algorithm(a).tag for a in self.algos] if tagged else None
+        self.styles = [escape_style(a) for a in self.algos]
         self.zero = zero
-        self.escape_cr = self.algo != "blake3"  # b3sum rejects the \r escape
 
     def write(self, records: list[FileRecord]) -> None:
         if self.tags is not None and len(self.tags) > 1:
             lines = [
-                format_line(digest, display_path(r, self.relative), tag=tag, zero=self.zero)
-                for r in records
-                if r.digest is not None
-                for tag, digest in zip(self.tags, (r.digest, *r.extra), strict=True)
-            ]
-        elif self.tags is None and not self.zero and not self.relative:
-            # The common case, kept to one f-string per file: plain lines, and the full
-            # formatter only for the rare name that needs escaping.
-            lines = [
-                f"{r.digest}  {r.path}\n"
-                if "\\" not in r.path and "\n" not in r.path and "\r" not in r.path
-                else format_line(r.digest, r.path, escape_cr=self.escape_cr)
-                for r in records
-                if r.digest is not None
-            ]
-        else:
-            tag = self.tags[0] if self.tags else None
-            lines = [
                 format_line(
-                    r.digest,
-                    display_path(r, self.relative),
-                    tag=tag,
-                    zero=self.zero,
-                    escape_cr=self.escape_cr,
+                    digest, display_path(r, self.relative), tag=tag, zero=self.zero, style=style
                 )
                 for r in records
                 if r.digest is not None
+                for tag, style, digest in zip(
+                    self.tags, self.styles, (r.digest, *r.extra), strict=True
+                )
             ]
+        else:
+            lines = self._single(records)
         if lines:
             self.stream.write("".join(lines).encode("utf-8", "surrogateescape"))
+
+    def _single(self, records: list[FileRecord]) -> list[str]:
+        """Lines of a one-algorithm run; the common case is kept to one f-string per file,
+        with the full formatter only for the rare name that may need escaping."""
+        tag = self.tags[0] if self.tags else None
+        style = self.styles[0]
+        if not self.zero and not self.relative:
+            return [
+                (f"{tag} ({r.path}) = {r.digest}\n" if tag else f"{r.digest}  {r.path}\n")
+                if _plain(r.path)
+                else format_line(r.digest, r.path, tag=tag, style=style)
+                for r in records
+                if r.digest is not None
+            ]
+        return [
+            format_line(
+                r.digest, display_path(r, self.relative), tag=tag, zero=self.zero, style=style
+            )
+            for r in records
+            if r.digest is not None
+        ]
 
 
 def _json_record(

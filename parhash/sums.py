@@ -2,8 +2,9 @@
 
 A name containing a newline, a backslash or a carriage return cannot be written verbatim
 on a line, so the coreutils rule applies: ``\\``, ``\\n`` and ``\\r`` inside the name, and a
-``\\`` at the start of the line to say the name is escaped. With ``-z`` records end in NUL and
-nothing is escaped. b3sum 1.2 rejects ``\\r``, so blake3 lines do not escape CR.
+``\\`` at the start of the line to say the name is escaped. Each algorithm follows the tool
+that owns it (``ESCAPE_STYLES``): b3sum leaves a CR inside a name alone, xxhsum 0.8.1 escapes
+nothing. With ``-z`` records end in NUL and nothing is escaped.
 """
 
 from __future__ import annotations
@@ -13,31 +14,52 @@ import re
 from dataclasses import dataclass
 
 from parhash.exit_codes import FatalError
-from parhash.hashing import ALGORITHMS
+from parhash.hashing import ALGORITHMS, get_algorithm
+
+#: How each peer escapes a name, so parhash's lines verify with the tool that owns the
+#: algorithm. ``coreutils``: backslash, newline and CR (sha256sum, b2sum). ``b3sum``: CR
+#: stays raw (b3sum 1.2 rejects the ``\\r`` escape and reads a raw CR back). ``xxhsum``:
+#: xxhsum 0.8.1 writes every name verbatim and reads no escapes, so only a name that cannot
+#: go on a line verbatim (a newline, or a CR at the end) is escaped, in the coreutils form
+#: that xxhsum 0.8.2 reads.
+ESCAPE_STYLES = ("coreutils", "b3sum", "xxhsum")
 
 
-def escape_name(name: str, *, escape_cr: bool = True) -> tuple[str, bool]:
-    """Return the name as it goes on a line, and whether the line needs the ``\\`` marker.
+def escape_style(algo: str) -> str:
+    """The escaping rule of the peer tool of ``algo`` (see ``ESCAPE_STYLES``)."""
+    if algo.startswith("xxh"):
+        return "xxhsum"
+    return "b3sum" if algo == "blake3" else "coreutils"
 
-    ``escape_cr``: coreutils escapes a carriage return as ``\\r`` (and drops a raw one
-    before the newline when reading); b3sum 1.2 does the opposite (rejects ``\\r``, reads a
-    raw CR), so blake3 lines leave CR alone.
-    """
-    if "\\" not in name and "\n" not in name and not (escape_cr and "\r" in name):
+
+def escape_name(name: str, *, style: str = "coreutils") -> tuple[str, bool]:
+    """Return the name as it goes on a line, and whether the line needs the ``\\`` marker."""
+    if style == "xxhsum":
+        needed = "\n" in name or name.endswith("\r")
+    elif style == "b3sum":
+        needed = "\\" in name or "\n" in name
+    else:
+        needed = "\\" in name or "\n" in name or "\r" in name
+    if not needed:
         return name, False
     name = name.replace("\\", "\\\\").replace("\n", "\\n")
-    if escape_cr:
+    if style != "b3sum":
         name = name.replace("\r", "\\r")
     return name, True
 
 
 def format_line(
-    digest: str, name: str, *, tag: str | None = None, zero: bool = False, escape_cr: bool = True
+    digest: str,
+    name: str,
+    *,
+    tag: str | None = None,
+    zero: bool = False,
+    style: str = "coreutils",
 ) -> str:
     """One checksum record, terminator included (``\\n``, or NUL with ``zero``)."""
     marker = ""
     if not zero:
-        name, escaped = escape_name(name, escape_cr=escape_cr)
+        name, escaped = escape_name(name, style=style)
         marker = "\\" if escaped else ""
     if tag is not None:
         return f"{marker}{tag} ({name}) = {digest}{chr(0) if zero else chr(10)}"
@@ -134,18 +156,39 @@ def parse_line(line: str) -> ChecksumLine:
 
 
 def _parse_tagged(line: str) -> tuple[str, str, str | None] | None:
+    """``TAG (name) = hex``, or OpenSSL's ``TAG(name)= hex`` (coreutils reads both)."""
+    if not line.endswith(tuple(_HEX)):
+        return None
     open_paren = line.find(" (")
-    if open_paren <= 0 or not line.endswith(tuple(_HEX)):
-        return None
     head, sep, digest = line.rpartition(") = ")
-    if not sep or not _is_hex(digest):
+    skip = 2
+    if open_paren <= 0 or not sep:
+        open_paren = line.find("(")
+        head, sep, digest = line.rpartition(")= ")
+        skip = 1
+    if open_paren <= 0 or not sep or not _is_hex(digest) or len(head) < open_paren + skip:
         return None
-    tag = line[:open_paren].lower()
-    if tag not in TAGS:
-        if tag.replace("-", "").isalnum() and " " not in tag:
-            raise BadLine(f"unsupported algorithm {line[:open_paren]!r}")
+    word = line[:open_paren]
+    algo = tag_algorithm(word)
+    if algo is None:
+        if word.replace("-", "").isalnum():
+            raise BadLine(f"unsupported algorithm {word!r}")
         return None
-    return digest, head[open_paren + 2 :], TAGS[tag]
+    return digest, head[open_paren + skip :], algo
+
+
+def tag_algorithm(word: str) -> str | None:
+    """The algorithm a BSD tag names: ``SHA256``, ``XXH3``, or ``BLAKE2b-N`` (``b2sum -l N
+    --tag``; any N ``b2sum -l`` accepts: a multiple of 8 up to 512)."""
+    tag = word.lower()
+    if tag in TAGS:
+        return TAGS[tag]
+    if tag.startswith("blake2b-"):
+        try:
+            return get_algorithm(tag).name
+        except KeyError:
+            return None
+    return None
 
 
 def _parse_gnu(line: str) -> tuple[str, str, str | None] | None:
@@ -196,7 +239,16 @@ def algorithm_from_name(name: str) -> str | None:
     return None
 
 
-def algorithm_for_length(length: int, name: str) -> str:
+#: Untagged digest lengths that xxhsum reads as one algorithm although parhash knows two:
+#: 16 hex digits are XXH64 for ``xxhsum -c`` (its default, -H1); XXH3 lines are tagged.
+XXHSUM_LENGTHS = {16: "xxh64"}
+
+
+def algorithm_for_length(length: int, name: str, *, like_xxhsum: bool = False) -> str:
+    """The one algorithm whose digests have ``length`` hex digits; ``like_xxhsum``: settle
+    the lengths xxhsum settles (``XXHSUM_LENGTHS``) as it does."""
+    if like_xxhsum and length in XXHSUM_LENGTHS:
+        return XXHSUM_LENGTHS[length]
     candidates = [a.name for a in ALGORITHMS.values() if a.hex_length == length]
     if len(candidates) == 1:
         return candidates[0]
