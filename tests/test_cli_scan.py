@@ -509,7 +509,7 @@ def test_fifo_as_argument(tmp_path):
         writer.write(b"through the pipe\n" * 1000)
     out, _ = scan.communicate(timeout=60)
     assert scan.returncode == 0
-    records = {r["path"]: r for r in map(json.loads, out.decode().splitlines())}
+    records = {r["path"]: r for r in jsonl_records(out)}
     assert records["pipe"]["hash"] == hashlib.sha256(b"through the pipe\n" * 1000).hexdigest()
     assert records["pipe"]["size"] == 17_000 and records["pipe"]["error"] is None
     check_record(records["f"], b"f", "sha256", "f", base=tmp_path)
