@@ -135,7 +135,7 @@ def test_audit_to_a_full_tmpfs_fails_with_one_line(tmp_path, fmt):
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("fmt", ["jsonl", "json", "csv", "sums"])
+@pytest.mark.parametrize("fmt", ["jsonl", "json", "csv"])  # a sums file: --update refuses
 def test_audit_update_on_a_full_tmpfs_keeps_the_old_manifest(tmp_path, fmt):
     with tmpfs(tmp_path / "full") as full:
         tree = full / "tree"
@@ -143,13 +143,12 @@ def test_audit_update_on_a_full_tmpfs_keeps_the_old_manifest(tmp_path, fmt):
         for i in range(5):  # a tmpfs page each: 20 of the 64 KiB
             (tree / f"{i:03d}").write_bytes(b"%d\n" % i)
         manifest = full / f"m.{fmt}"
-        extra = ["-a", "sha256"] if fmt == "sums" else ["-f", fmt]
-        assert run_cli("scan", tree, *extra, "-q", "-o", manifest).returncode == 0
+        assert run_cli("scan", tree, "-f", fmt, "-q", "-o", manifest).returncode == 0
         before = manifest.read_bytes()
         for i in range(600):  # empty files take no page: the disk fills only on --update
             (tree / f"{i:05d}-{'n' * 94}").write_bytes(b"")
         args = ["audit", manifest, "--update", "--fail-on", "none"]
-        proc = run_cli(*args, *(["-a", "sha256"] if fmt == "sums" else []))
+        proc = run_cli(*args)
         assert stderr_lines(proc)[-1] == f"parhash: write error: {manifest}: {FULL}"
         assert [line for line in stderr_lines(proc) if line.startswith("parhash:")] == [
             f"parhash: write error: {manifest}: {FULL}"
@@ -343,7 +342,7 @@ def test_audit_update_keeps_the_mode_and_owner_of_the_manifest(tmp_path):
     st = manifest.stat()
     assert (oct(st.st_mode & 0o7777), st.st_uid, st.st_gid) == ("0o600", NOBODY, NOBODY)
     records = [json.loads(line) for line in manifest.read_text().splitlines()]
-    got = {r["path"]: r["hash"] for r in records}
+    got = {r["path"]: r["hash"] for r in records if "path" in r}  # past the header line
     assert got == {
         str(tree / n): hashlib.sha256((tree / n).read_bytes()).hexdigest() for n in ("a", "b")
     }
