@@ -1,7 +1,7 @@
 """``parhash audit``: what changed in a tree since its manifest was taken.
 
-The manifest and the fresh scan each go into a table of an on-disk SQLite database in a
-temporary directory, keyed by the path relative to its root; the diff is a handful of
+The manifest and the fresh scan each go into a table of SQLite's private temporary database
+(on disk in TMPDIR, nameless), keyed by the path relative to its root; the diff is a handful of
 indexed joins. Measured against the alternatives: two Python dicts of a million entries
 cost ~1 GB; a sorted merge needs both sides sorted, which a parallel scan is not. SQLite
 keeps memory at its page cache (``CACHE_KIB``) however large the manifest.
@@ -28,10 +28,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sqlite3
 import stat
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -75,7 +73,7 @@ class AuditEvent:
 
 
 class AuditStore:
-    """The two tables and the diff. Lives in a temporary directory removed on close.
+    """The two tables and the diff, in a temporary database that vanishes on close or death.
 
     Rows are keyed by (root index, path relative to that root), so a tree audited at another
     place (ROOT) matches, and two roots of one manifest never collide. Tables are filled
@@ -85,9 +83,11 @@ class AuditStore:
     def __init__(self) -> None:
         # Paths are stored as BLOBs of their exact bytes: names that are not valid UTF-8
         # cannot be SQLite TEXT, and BLOB order is byte order, the order --sort uses.
-        self.directory = tempfile.mkdtemp(prefix="parhash-audit-")
-        path = os.path.join(self.directory, "audit.db")
-        self.db = sqlite3.connect(path, check_same_thread=False)
+        # "": SQLite's private temporary database, a file in TMPDIR (SQLITE_TMPDIR first)
+        # created only when the page cache spills and unlinked as soon as it is opened, so
+        # a run killed by SIGKILL leaves nothing with a name (https://sqlite.org/inmemorydb.html,
+        # "Temporary Databases"); memory stays at the page cache (CACHE_KIB).
+        self.db = sqlite3.connect("", check_same_thread=False)
         for pragma in (
             "journal_mode=OFF",
             "synchronous=OFF",
@@ -119,7 +119,6 @@ class AuditStore:
 
     def close(self) -> None:
         self.db.close()
-        shutil.rmtree(self.directory, ignore_errors=True)
 
     def ri_of(self, root: str) -> int:
         """The index of a manifest root (a root met first in a record is added)."""

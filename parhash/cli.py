@@ -17,7 +17,7 @@ from typing import Annotated, Optional
 import typer
 
 from parhash import versions
-from parhash.exit_codes import ExitCode, FatalError, exit_status_help
+from parhash.exit_codes import ExitCode, FatalError, exhausted, exit_status_help
 from parhash.hashing import ALGORITHMS, get_algorithm
 from parhash.help import Command, Group, examples
 from parhash.output import color_enabled, err, sanitize
@@ -201,7 +201,10 @@ def scan(
     output: Annotated[
         Optional[str],
         typer.Option(
-            "--output", "-o", metavar="FILE", help="Write to FILE atomically instead of stdout."
+            "--output",
+            "-o",
+            metavar="FILE",
+            help="Write to FILE atomically instead of stdout ('-': stdout).",
         ),
     ] = None,
     files_from: Annotated[
@@ -345,10 +348,16 @@ def _set_color(choice: str) -> None:
 
 
 class Outputs:
-    """Atomic output files a command opened: committed together on success, else dropped."""
+    """Where a command's data goes: stdout through one checked writer, and atomic output
+    files. All are completed together on success, else the files are dropped."""
 
     def __init__(self) -> None:
         self.pending: list = []
+        self._stdout = None
+        #: Set by a command once every byte of its data was handed to its outputs: a
+        #: failure after that point (a thread that cannot start while shutting down) still
+        #: commits them, because they are complete.
+        self.complete = False
 
     def identities(self) -> set[tuple[int, int]]:
         """(st_dev, st_ino) of the temporary files, so the walker never lists them."""
@@ -358,6 +367,24 @@ class Outputs:
             found.add((st.st_dev, st.st_ino))
         return found
 
+    def stdout(self):
+        """The one checked writer of stdout (``CheckedWriter``)."""
+        from parhash.output import stdout_writer
+
+        if self._stdout is None:
+            self._stdout = stdout_writer()
+        return self._stdout
+
+    def completing(self, sink):
+        """``sink`` whose ``close`` (the end of the data) marks these outputs complete: a
+        failure after it, while the pool shuts down, keeps them."""
+        return _CompletingSink(sink, self)
+
+    def stream(self, path: str | None):
+        """The binary stream for ``-o PATH``: stdout for no PATH or ``-``, else an atomic
+        file."""
+        return self.stdout() if path in (None, "-") else self.open(path).stream
+
     def open(self, path: str):
         from parhash.output import AtomicOutput
 
@@ -366,6 +393,12 @@ class Outputs:
         return target
 
     def commit(self) -> None:
+        """Flush and close stdout (checked), then put the files in place."""
+        from parhash.output import finish_stdout
+
+        if self._stdout is not None:
+            finish_stdout(self._stdout)
+            self._stdout = None
         while self.pending:
             self.pending.pop(0).commit()
 
@@ -374,12 +407,31 @@ class Outputs:
             self.pending.pop().abort()
 
 
-def guarded(body: Callable[[Outputs], ExitCode], where: str = "stdout") -> ExitCode:
+class _CompletingSink:
+    """A pipeline sink that sets ``Outputs.complete`` once the inner sink wrote its end."""
+
+    def __init__(self, sink, outputs: Outputs) -> None:
+        self.sink = sink
+        self.outputs = outputs
+
+    def write(self, records) -> None:
+        self.sink.write(records)
+
+    def close(self, summary) -> None:
+        self.sink.close(summary)
+        self.outputs.complete = True
+
+
+def guarded(body: Callable[[Outputs], ExitCode]) -> ExitCode:
     """Run a command body and turn every way it can end into one exit code.
 
-    The one place that maps interrupts, a closed pipe and fatal errors to exit codes, and
-    that drops unfinished output files, for every command.
+    The one place that maps interrupts, a closed pipe, write errors and fatal errors to
+    exit codes, and that drops unfinished output files, for every command. Running out of
+    a resource (memory, threads, descriptors, TMPDIR space) is a fatal error with one line,
+    not a bug: exit 2, and data that was already complete is kept.
     """
+    from parhash.output import OutputError
+
     signal.signal(signal.SIGTERM, _on_sigterm)
     outputs = Outputs()
     try:
@@ -393,12 +445,15 @@ def guarded(body: Callable[[Outputs], ExitCode], where: str = "stdout") -> ExitC
     except BrokenPipeError:
         _silence_stdout()
         code = ExitCode.BROKEN_PIPE
+    except OutputError as exc:
+        code = ExitCode.BROKEN_PIPE if exc.broken_pipe else _fatal(exc.message)
     except FatalError as exc:
-        err(f"parhash: error: {sanitize(str(exc))}")
-        code = ExitCode.FATAL
-    except OSError as exc:  # writing the output failed (disk full, I/O error)
-        err(f"parhash: error: cannot write {sanitize(where)}: {exc.strerror or exc}")
-        code = ExitCode.FATAL
+        code = _fatal(f"error: {exc}")
+    except Exception as exc:
+        message = exhausted(exc)
+        if message is None or os.environ.get("PARHASH_DEBUG"):
+            raise  # a bug: main() says so (exit 70); or the traceback was asked for
+        code = _fatal(f"error: {message}", outputs if outputs.complete else None)
     outputs.abort()
     if code in (ExitCode.INTERRUPTED, ExitCode.TERMINATED, ExitCode.BROKEN_PIPE):
         # The writer thread may be blocked in a write to a pipe nobody reads; a normal
@@ -407,6 +462,20 @@ def guarded(body: Callable[[Outputs], ExitCode], where: str = "stdout") -> ExitC
         sys.stderr.flush()
         os._exit(code)
     return code
+
+
+def _fatal(message: str, complete: Outputs | None = None) -> ExitCode:
+    """Print one ``parhash: ...`` line; first commit ``complete`` outputs (their data was
+    all written before the failure), unless that fails too."""
+    from parhash.output import OutputError
+
+    if complete is not None:
+        try:
+            complete.commit()
+        except OutputError as exc:
+            message = exc.message
+    err(f"parhash: {sanitize(message)}")
+    return ExitCode.FATAL
 
 
 def run_scan(
@@ -425,6 +494,7 @@ def run_scan(
     null: bool = False,
 ) -> ExitCode:
     """Run a scan end to end; see ``guarded`` for how it can end."""
+    from parhash.output import refuse_overwriting_input
     from parhash.pipeline import listed_source, run, scan_sources, stdin_record, unique_roots
     from parhash.progress import make_progress
     from parhash.report import make_reporter
@@ -433,9 +503,17 @@ def run_scan(
         nonlocal options
         wants_stdin = "-" in paths
         roots, notices = unique_roots([p for p in paths if p != "-"])
+        to_file = output not in (None, "-")
+        if to_file:
+            refuse_overwriting_input(
+                output,
+                roots,
+                [files_from] if files_from else [],
+                follow_symlinks=options.walk.follow_symlinks,
+            )
         listing = listed_source(files_from, null) if files_from else None
-        stream = outputs.open(output).stream if output else sys.stdout.buffer
-        if output:
+        stream = outputs.stream(output)
+        if to_file:
             options = replace(options, walk=own_files_skipped(options.walk, outputs, output))
         reporter = make_reporter(
             fmt,
@@ -456,12 +534,12 @@ def run_scan(
         bar = make_progress(progress, quiet)
         for notice in notices:
             bar.warn(notice)
-        summary = run(sources, options, reporter, bar)
+        summary = run(sources, options, outputs.completing(reporter), bar)
         if not quiet:
             print_summary(summary)
         return ExitCode.FILE_ERRORS if summary.errors else ExitCode.OK
 
-    return guarded(body, where=output or "stdout")
+    return guarded(body)
 
 
 def _manifest_options(options) -> dict:
@@ -661,8 +739,8 @@ def run_check(names: list[str], options, *, jobs: int | None, progress: bool | N
         report = CheckReport(options)
         sources = check_sources(names, report)
         bar = make_progress(progress, quiet=False)
-        sink = CheckSink(sys.stdout.buffer, report, bar.warn)
-        run(sources, ScanOptions(jobs=jobs), sink, bar, warn_errors=False)
+        sink = CheckSink(outputs.stdout(), report, bar.warn)
+        run(sources, ScanOptions(jobs=jobs), outputs.completing(sink), bar, warn_errors=False)
         for message in report.final_messages():
             err(f"parhash: {message}")
         return report.return_code
@@ -879,7 +957,7 @@ def run_audit(
             )
             store.diff(selection.size_range)
             counts = store.counts()
-            out = sys.stdout.buffer
+            out = outputs.stdout()
             if fmt == "human":
                 title = None if quiet else sanitize(baseline.title(info, roots, selection))
                 render_human(store, counts, out, title=title, color=color, verbose=verbose)
@@ -897,6 +975,7 @@ def run_audit(
                 )
                 if note and not quiet:
                     err(f"parhash: {note}")
+            outputs.complete = True
         finally:
             store.close()
         failed = any(counts[c] for c in fail_on)

@@ -6,6 +6,7 @@ member is documented where it is defined and no help text can forget one.
 
 from __future__ import annotations
 
+import os
 from enum import IntEnum
 
 
@@ -49,3 +50,29 @@ def exit_status_help(words: dict[int, str] | None = None) -> str:
 
 class FatalError(Exception):
     """A problem that ends the run with one clear line on stderr and ``ExitCode.FATAL``."""
+
+
+def exhausted(exc: BaseException) -> str | None:
+    """The one-line message for an error the environment raised rather than a bug (memory,
+    threads, descriptors, disk space, the audit's temporary database), or None: such a run
+    ends with ``ExitCode.FATAL``, not ``INTERNAL``."""
+    if isinstance(exc, MemoryError):
+        return "out of memory"
+    if isinstance(exc, RuntimeError) and "new thread" in str(exc):
+        return f"cannot start a thread ({exc}): a process, thread or memory limit was reached"
+    if isinstance(exc, OSError):
+        where = f"{os.fsdecode(exc.filename)}: " if exc.filename else ""
+        return where + (exc.strerror or str(exc))
+    if type(exc).__module__ == "sqlite3" and type(exc).__name__ == "OperationalError":
+        return f"audit's temporary database in {sqlite_temp_directory()}: {exc}"
+    return None
+
+
+def sqlite_temp_directory() -> str:
+    """Where SQLite puts its temporary files: the first writable of SQLITE_TMPDIR, TMPDIR,
+    /var/tmp, /usr/tmp, /tmp, ``.`` (``unixTempFileDir`` in SQLite's os_unix.c)."""
+    env = [os.environ.get("SQLITE_TMPDIR"), os.environ.get("TMPDIR")]
+    for directory in (*env, "/var/tmp", "/usr/tmp", "/tmp"):
+        if directory and os.path.isdir(directory) and os.access(directory, os.W_OK | os.X_OK):
+            return directory
+    return "."
