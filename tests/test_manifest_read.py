@@ -600,10 +600,19 @@ def _manifests(tree: Path) -> dict[str, tuple[bytes, tuple[str, ...]]]:
         ),
         "csv": (csv_text(recs).encode(), ()),
         "sums": (sums, ("-a", "sha256")),
+        "hashdeep": (
+            subprocess.run(
+                ["hashdeep", "-r", "-c", "md5,sha256", "tree"],
+                cwd=base,
+                capture_output=True,
+                check=True,
+            ).stdout,
+            (),
+        ),
     }
 
 
-@pytest.mark.parametrize("fmt", ["jsonl", "json", "csv", "sums"])
+@pytest.mark.parametrize("fmt", ["jsonl", "json", "csv", "sums", "hashdeep"])
 def test_manifest_on_stdin(tree, fmt):
     data, options = _manifests(tree)[fmt]
     expected = change_tree(tree)
@@ -612,7 +621,7 @@ def test_manifest_on_stdin(tree, fmt):
     assert classes(result) == expected
 
 
-@pytest.mark.parametrize("fmt", ["jsonl", "json", "csv", "sums"])
+@pytest.mark.parametrize("fmt", ["jsonl", "json", "csv", "sums", "hashdeep"])
 def test_manifest_from_process_substitution(tree, fmt):
     """``audit <(cat m)``: a pipe that can be read once; read twice, the records are gone."""
     base = tree.parent
