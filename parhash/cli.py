@@ -793,7 +793,8 @@ def audit(
     manifest: Annotated[
         str,
         typer.Argument(
-            help="A parhash jsonl/json/csv manifest or a sums file.", metavar="MANIFEST"
+            help="A parhash jsonl/json/csv manifest or a sums file; - reads stdin.",
+            metavar="MANIFEST",
         ),
     ],
     root: Annotated[
@@ -926,14 +927,17 @@ def run_audit(
     from parhash import baseline
     from parhash.audit import AuditSink, AuditStore
     from parhash.audit_report import render_human, render_json, render_jsonl
-    from parhash.manifest import read_info
+    from parhash.manifest import no_root_message, open_manifest, read_info
     from parhash.pipeline import check_roots, run, scan_sources
     from parhash.progress import make_progress
     from parhash.report import make_reporter
 
     def body(outputs: Outputs) -> ExitCode:
         started = time.time()
-        info = read_info(manifest, algo)
+        reader = open_manifest(manifest, rewrite=update)  # read once: stdin and pipes too
+        info = read_info(reader, algo)
+        if not info.roots and root is None:
+            raise FatalError(no_root_message(info))
         selection = baseline.resolve_selection(info, overrides)
         if update:
             baseline.check_update(info, selection)
@@ -945,7 +949,8 @@ def run_audit(
             if warning and not quiet:
                 err(f"parhash: warning: {sanitize(warning)}")
             target = outputs.open(manifest) if update else None
-            walk_here = own_files_skipped(baseline.walk_options(selection, plan), outputs, manifest)
+            skipped = [manifest] if reader.is_file else []
+            walk_here = own_files_skipped(baseline.walk_options(selection, plan), outputs, *skipped)
             options = baseline.scan_options(selection, algos, jobs, walk_here)
             sources = scan_sources(roots, walk_here)
             run(

@@ -158,24 +158,24 @@ def _is_hex(text: str) -> bool:
 # -- as an audit manifest ------------------------------------------------------------------
 
 
-def _file_lines(path: str) -> Lines:
+def _file_lines(path: str, stream) -> Lines:
+    """The lines of the manifest ``audit`` opened once (``path`` names it in messages)."""
     from parhash.manifest import ManifestError
 
     try:
-        with open(path, "rb") as f:
-            for number, raw in enumerate(f, 1):
-                if not raw.endswith(b"\n"):
-                    raise ManifestError(f"{path}:{number}: last line is incomplete (truncated?)")
-                yield number, raw[:-1].decode("utf-8", "surrogateescape")
+        for number, raw in enumerate(stream, 1):
+            if not raw.endswith(b"\n"):
+                raise ManifestError(f"{path}:{number}: last line is incomplete (truncated?)")
+            yield number, raw[:-1].decode("utf-8", "surrogateescape")
     except OSError as exc:
         raise ManifestError(f"{path}: {exc.strerror or exc}") from None
 
 
-def _manifest_records(path: str) -> Iterator[tuple[int, Header, Record]]:
+def _manifest_records(path: str, stream) -> Iterator[tuple[int, Header, Record]]:
     from parhash.manifest import ManifestError
 
     try:
-        header, lines = read_header(_file_lines(path), path)
+        header, lines = read_header(_file_lines(path, stream), path)
     except HashdeepError as exc:
         raise ManifestError(str(exc)) from None
     for number, item in records(lines, header, path):
@@ -184,7 +184,7 @@ def _manifest_records(path: str) -> Iterator[tuple[int, Header, Record]]:
         yield number, header, item
 
 
-def manifest_info(path: str):
+def manifest_info(path: str, stream):
     """A ``ManifestInfo`` for ``audit``: the strongest digest column, and as root the common
     directory of the names (a relative one under ``Invoked from``); one pass over the file."""
     from parhash.manifest import ManifestError, ManifestInfo, _common_dir
@@ -192,7 +192,7 @@ def manifest_info(path: str):
     common: str | None = None
     header: Header | None = None
     algo: str | None = None
-    for number, seen, record in _manifest_records(path):
+    for number, seen, record in _manifest_records(path, stream):
         header = seen
         have = [a for a, _ in record.digests]
         if algo is None:
@@ -205,13 +205,13 @@ def manifest_info(path: str):
     return ManifestInfo(path, "hashdeep", algo, [common or "."])
 
 
-def manifest_entries(info) -> Iterator:
+def manifest_entries(info, stream) -> Iterator:
     """The manifest's entries: path, size and the digest of ``info.algo`` (no mtime:
     hashdeep records none, so a content change is "modified" when the size changed too)."""
     from parhash.manifest import ManifestEntry
 
     root = info.roots[0]
-    for _, header, record in _manifest_records(info.path):
+    for _, header, record in _manifest_records(info.path, stream):
         digest = dict(record.digests)[info.algo]
         yield ManifestEntry(_located(record.path, header), root, record.size, None, digest, None)
 
