@@ -451,7 +451,7 @@ class PoolExecutor(_Executor):
                         return dead
         finally:
             gate.stop.set()
-            _shutdown(pool, before, workers)
+            _shutdown(pool, before, workers, self.processes)
 
 
 def _dead(workers: list) -> list[tuple[int, int | None]]:
@@ -477,7 +477,9 @@ BROKEN_TERMINATE_DEADLINE = 1.0
 SHUTDOWN_POLL = 0.05
 
 
-def _shutdown(pool: multiprocessing.pool.Pool, before: set[int], workers: list) -> None:
+def _shutdown(
+    pool: multiprocessing.pool.Pool, before: set[int], workers: list, started: int
+) -> None:
     """Stop a pool without ever hanging the caller, and leave no process behind.
 
     A broken pool may have lost a worker that held the inqueue's read lock, and then
@@ -486,8 +488,9 @@ def _shutdown(pool: multiprocessing.pool.Pool, before: set[int], workers: list) 
     in a daemon thread with a deadline; past it, whatever is left of the pool is killed.
     A worker can also die while ``terminate()`` waits (SIGTERM sent to the whole process
     group by systemd or a shell): the pool is then treated as broken from that moment.
+    Fewer ``workers`` than the ``started`` processes means one died before we saw it.
     """
-    broken = bool(_dead(workers))
+    broken = len(workers) < started or bool(_dead(workers))
     if broken:
         _kill_pool_processes(before)
     stopper = threading.Thread(target=pool.terminate, name="parhash-pool-stop", daemon=True)
