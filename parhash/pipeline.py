@@ -488,10 +488,11 @@ def max_jobs() -> int:
 
 def resolve_jobs(requested: int | None, warn: Callable[[str], None] | None = None) -> int:
     """Worker processes for a run: the default, or ``requested`` capped at ``max_jobs()``
-    (``-j 1000`` must not start 1,000 processes) with one warning saying so."""
-    if requested is None:
-        return default_jobs()
+    (``-j 1000`` must not start 1,000 processes) with one warning saying so. The default
+    obeys the same ceiling (80 on 64 CPUs would pass MAX_JOBS), silently: nobody asked."""
     cap = max_jobs()
+    if requested is None:
+        return min(default_jobs(), cap)
     if requested <= cap:
         return requested
     if warn is not None:
