@@ -472,7 +472,8 @@ def default_jobs() -> int:
 
 #: Most worker processes per usable CPU. Hashing is CPU-bound once data is cached, and on
 #: cold storage a few reads in flight per core already overlap the waits (the default is
-#: 2 per CPU); past 4 a worker only adds its ~10 MiB, its descriptors and its permits.
+#: 2 per CPU); past 4 a worker only adds its memory (measured: 19 MiB RSS, 7 MiB PSS of
+#: its own under fork), its descriptors and its permits.
 MAX_JOBS_PER_CPU = 4
 
 #: Absolute ceiling, whatever the CPU count: each worker costs the parent two descriptors
