@@ -249,7 +249,7 @@ def test_workers_die_with_a_parent_killed_by_sigkill(tmp_path, launcher):
         busy = wait_for(lambda: files_open_by_workers(proc.pid, proc.pid, str(tree / "z")), 30)
         assert busy, "no worker started on the big file"
         workers = pool_workers(proc.pid, proc.pid)
-        assert len(workers) >= 3, workers  # one busy, two idle (forkserver: and its server)
+        assert len(workers) >= 3, workers  # one busy, two idle
         os.kill(proc.pid, signal.SIGKILL)
         killed = time.monotonic()
         proc.wait(timeout=HANG)
