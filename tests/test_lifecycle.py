@@ -352,7 +352,7 @@ def test_sigterm_while_workers_start_runs_no_parent_handler_in_them(tmp_path):
     """SIGTERM to the whole group while the pool is starting: a worker between fork and its
     initializer must die of the default action, not run parhash's handler (which raised
     inside multiprocessing's start-up code and printed "Exception ignored ..." or hung)."""
-    small_tree(tmp_path / "many", 50)
+    small_tree(tmp_path / "many", 400)  # outlasts the start-up window being hit
     outcomes = Counter()
     slowest = 0.0
     for i in range(16):
@@ -373,7 +373,9 @@ def test_sigterm_while_workers_start_runs_no_parent_handler_in_them(tmp_path):
             kill_group(proc)
         err = stderr.decode(errors="replace")
         outcomes[proc.returncode] += 1
-        assert proc.returncode in (0, 143), f"run {i}: {err}"
+        # 143: stopped by parhash's handler. -15: the run had finished and the signal came
+        # while the interpreter shut down (it restores SIG_DFL then); 0: it had exited.
+        assert proc.returncode in (0, 143, -signal.SIGTERM), f"run {i}: {err}"
         assert err == "", f"run {i}: {err}"
         assert not left, f"run {i}: processes left in parhash's session: {left}"
     print(f"exit codes {dict(outcomes)}; slowest exit {slowest:.2f} s after SIGTERM")
