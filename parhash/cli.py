@@ -43,7 +43,7 @@ class Format(str, Enum):
 
 
 class Interrupted(Exception):
-    """Raised in the main thread by the SIGTERM handler; carries the exit code."""
+    """Raised in the main thread by the SIGTERM/SIGHUP handler; carries the exit code."""
 
     def __init__(self, code: ExitCode) -> None:
         super().__init__(code.name)
@@ -76,7 +76,16 @@ def _check_algo(name: str) -> str:
 
 
 def _on_sigterm(signum: int, frame: object) -> None:
-    raise Interrupted(ExitCode.TERMINATED)
+    """SIGTERM (exit 143) and SIGHUP, a closed terminal (129): stop like Ctrl-C."""
+    raise Interrupted(ExitCode.HANGUP if signum == signal.SIGHUP else ExitCode.TERMINATED)
+
+
+def _install_signal_handlers() -> None:
+    """SIGTERM and SIGHUP end the run through ``guarded``; a SIGHUP ignored at start
+    (``nohup``) stays ignored, as the user asked."""
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    if signal.getsignal(signal.SIGHUP) != signal.SIG_IGN:
+        signal.signal(signal.SIGHUP, _on_sigterm)
 
 
 def _at_least_one(value: int | None) -> int | None:
@@ -94,7 +103,8 @@ Jobs = Annotated[
         "-j",
         metavar="N",
         callback=_at_least_one,
-        help="Worker processes, 1 or more (default: 2 x usable CPUs).",
+        help="Worker processes, 1 or more (default: 2 x usable CPUs; at most 4 x usable "
+        "CPUs and 64).",
     ),
 ]
 Progress = Annotated[
@@ -432,7 +442,7 @@ def guarded(body: Callable[[Outputs], ExitCode]) -> ExitCode:
     """
     from parhash.output import OutputError
 
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    _install_signal_handlers()
     outputs = Outputs()
     try:
         code = body(outputs)
@@ -455,7 +465,7 @@ def guarded(body: Callable[[Outputs], ExitCode]) -> ExitCode:
             raise  # a bug: main() says so (exit 70); or the traceback was asked for
         code = _fatal(f"error: {message}", outputs if outputs.complete else None)
     outputs.abort()
-    if code in (ExitCode.INTERRUPTED, ExitCode.TERMINATED, ExitCode.BROKEN_PIPE):
+    if code in (ExitCode.INTERRUPTED, ExitCode.TERMINATED, ExitCode.HANGUP, ExitCode.BROKEN_PIPE):
         # The writer thread may be blocked in a write to a pipe nobody reads; a normal
         # interpreter exit would then wait on the stdout lock it holds. The pool is already
         # stopped and the output file dropped, so leave now.

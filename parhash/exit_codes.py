@@ -20,6 +20,7 @@ class ExitCode(IntEnum):
         141  #: stdout was closed by the reader (``| head``), as the C tools die of SIGPIPE
     )
     INTERNAL = 70  #: a bug in parhash (EX_SOFTWARE): one line on stderr, no traceback
+    HANGUP = 129  #: SIGHUP (the terminal was closed)
     INTERRUPTED = 130  #: SIGINT (Ctrl-C)
     TERMINATED = 143  #: SIGTERM
 
@@ -27,10 +28,12 @@ class ExitCode(IntEnum):
 #: The words ``--help`` gives each code; a member missing here is listed by its name, so a
 #: new code is never left out of the help (only worded less well until it gets a line).
 EXIT_STATUS_WORDS: dict[int, str] = {
-    0: "all files hashed",
+    0: "all files hashed (also when a worker died and its files were hashed again: a "
+    "warning says so)",
     1: "some files could not be hashed (error records)",
     2: "usage or fatal error",
     70: "internal error (a bug: please report it)",
+    129: "hung up (SIGHUP: the terminal was closed)",
     130: "interrupted (SIGINT)",
     141: "stdout closed early",
     143: "terminated (SIGTERM)",

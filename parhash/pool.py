@@ -21,23 +21,37 @@ We never block: on each timeout tick we check that the workers we started are al
 is gone, the pool is torn down and the batches that were in flight are retried once, one
 file per batch, in a fresh pool; a file whose retry dies too becomes an error record. This
 keeps ``Pool.imap_unordered`` (the design we chose) while behaving like
-``ProcessPoolExecutor``'s sentinel wait.
+``ProcessPoolExecutor``'s sentinel wait. Each death is one warning line (which worker, which
+signal, how many files are retried); the run's exit status still describes the records,
+which are complete after the retry.
+
+Why workers start with signals blocked: a worker must never run the parent's handlers (see
+``_block_parent_signals``), and it must never outlive the parent (see ``_die_with_parent``).
 """
 
 from __future__ import annotations
 
+import errno
 import functools
 import itertools
 import multiprocessing
+import os
 import signal
+import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 
+from parhash.exit_codes import FatalError
 from parhash.hashing import HashSettings, WorkCounters, count_progress, hash_batch
 from parhash.model import Batch
+
+try:  # imported now: once descriptors run out, even an import fails
+    import resource
+except ImportError:  # not POSIX
+    resource = None  # type: ignore[assignment]
 
 #: Seconds between liveness checks of the workers. Short enough that a killed worker is
 #: noticed within a second, long enough that the check (one waitpid per child) costs nothing.
@@ -54,13 +68,203 @@ GATE_POLL = 0.1
 WORKER_DIED = "worker process died while hashing this file"
 
 
-def _init_worker(counters: WorkCounters | None = None) -> None:
-    """Pool initializer: only the parent handles Ctrl-C, so workers print no tracebacks, and
-    SIGTERM (how ``terminate()`` stops a worker) kills quietly even if the parent installed
-    a handler before forking. With a progress bar, the worker takes its counter slot."""
+#: The signals the parent handles with Python handlers (cli.guarded). They are blocked
+#: while a pool starts its workers, so a worker starts with them blocked and unblocks them
+#: only once its own dispositions are in place (``_block_parent_signals``).
+PARENT_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
+
+#: Seconds between a worker's checks that its parent is alive, where the kernel cannot do
+#: it for us (no ``PR_SET_PDEATHSIG``): an orphan is gone within this, well under 2 s,
+#: and a wake-up twice a second per worker costs nothing.
+PARENT_POLL = 0.5
+
+#: ``prctl(2)`` option: the signal a process gets when its parent thread exits (Linux).
+PR_SET_PDEATHSIG = 1
+
+#: Exit status of a worker that found its parent gone (EX_UNAVAILABLE); nobody reads it
+#: but a debugger.
+ORPHAN_EXIT = 69
+
+
+def _block_parent_signals() -> set[int] | None:
+    """Block the parent's signals in this thread while a pool starts its workers; returns
+    the mask to restore (``_restore_signals``).
+
+    Why this and not only the initializer: with the fork start method a child inherits the
+    parent's Python handlers, and it runs Python code (``_bootstrap``, ``_after_fork``,
+    closing stdin) before the initializer resets them. ``Pool()`` that fails half-way (EMFILE)
+    terminates the workers it started; a worker still in that window ran parhash's SIGTERM
+    handler, which raised inside multiprocessing's start-up code, and the parent then joined
+    it forever (issue 10, item 7). A blocked signal stays pending instead, and the default
+    action the initializer installs takes it the moment it unblocks: there is no window.
+    Installing the parent's handlers only after the pool exists would not close it: Pool
+    forks replacement workers later, from its worker-handler thread.
+
+    The mask covers every start method: a forked child inherits it; spawn and forkserver
+    children inherit it across ``exec`` (a fresh interpreter, with no parhash handlers at
+    all). Pool's helper threads are created inside ``Pool()`` and keep the mask for life, so
+    replacement workers start blocked too, and the parent's signals are always delivered
+    to the main thread, where Python runs handlers anyway.
+    """
+    if not hasattr(signal, "pthread_sigmask"):  # not POSIX: no fork, no inherited handlers
+        return None
+    return signal.pthread_sigmask(signal.SIG_BLOCK, PARENT_SIGNALS)
+
+
+def _restore_signals(previous: set[int] | None) -> None:
+    """Undo ``_block_parent_signals``: a signal that came meanwhile is handled now, so the
+    caller must already own the pool (and stop it in a ``finally``)."""
+    if previous is not None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _init_worker(parent: int, counters: WorkCounters | None = None) -> None:
+    """Pool initializer: the worker's own signal dispositions, then its tie to ``parent``.
+
+    Only the parent handles Ctrl-C and a closed terminal (SIGINT, SIGHUP are ignored here:
+    no tracebacks, no worker death the watchdog would take for a crash); SIGTERM, how
+    ``terminate()`` stops a worker, kills quietly. The signals arrive blocked
+    (``_block_parent_signals``) and are unblocked only after that. With a progress bar,
+    the worker takes its counter slot.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     count_progress(counters)
+    _die_with_parent(parent)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, PARENT_SIGNALS)
+
+
+def _die_with_parent(parent: int) -> None:
+    """Make sure this worker does not outlive parhash's main process ``parent``.
+
+    A worker whose parent died (kill -9, a crash) would otherwise sit in ``inqueue.get()``
+    forever: the other workers hold the queue's write end, so it never sees EOF. On Linux,
+    ``PR_SET_PDEATHSIG`` makes the kernel SIGKILL us when the thread that started us
+    exits: parhash's main thread, or Pool's worker-handler thread for a replacement worker
+    (it lives as long as the pool). Elsewhere a daemon thread polls ``getppid()``: it also
+    covers a worker that is idle, which a check in the read loop would not. Under forkserver
+    the process that started us is the fork server, which outlives parhash (every worker
+    holds its "alive" pipe open), so there the thread also watches ``parent`` itself.
+
+    The race: a parent that died before the prctl call sends no signal, so the parent is
+    checked once more after it; from then on the kernel (or the thread) has it.
+    """
+    launcher = os.getppid()
+    if not set_pdeathsig() or launcher != parent:
+        threading.Thread(
+            target=_watch_parent,
+            args=(launcher, parent),
+            name="parhash-parent-watch",
+            daemon=True,
+        ).start()
+    if not _alive(parent):
+        os._exit(ORPHAN_EXIT)
+
+
+def set_pdeathsig() -> bool:
+    """Ask Linux to SIGKILL this process when its parent exits; False where it cannot."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _watch_parent(launcher: int, parent: int) -> None:
+    """Exit once we were reparented or parhash's main process is gone."""
+    while os.getppid() == launcher and _alive(parent):
+        time.sleep(PARENT_POLL)
+    os._exit(ORPHAN_EXIT)
+
+
+def _alive(pid: int) -> bool:
+    """True while process ``pid`` exists (our parent, or under forkserver our grandparent)."""
+    if os.getppid() == pid:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # it exists, under another user
+    return True
+
+
+#: Descriptors a pool holds in the parent per worker: its sentinel and its start-up pipe
+#: (measured: 6 + 2 per worker under fork, 2 more under forkserver).
+DESCRIPTORS_PER_WORKER = 2
+
+#: Descriptors a pool needs besides: its three queues' pipes (6), the pipes and socket of
+#: the worker being started (4), the forkserver's alive pipe and the resource tracker's (2),
+#: and a margin for the run (the directory being listed, a worker's file: a forked worker
+#: inherits the parent's table). Too few and the pool fails half-way, inside
+#: multiprocessing, where the forkserver dies with a traceback of its own.
+POOL_DESCRIPTORS = 16
+
+
+def _start_pool(processes: int, counters: WorkCounters | None) -> multiprocessing.pool.Pool:
+    """``Pool(processes)``; the caller blocks the parent's signals around it.
+
+    Running out of descriptors (pipes, one sentinel per worker) or of threads here is a
+    fatal problem of the environment, not of a file: one line and exit 2. The descriptors
+    are counted first, so a limit that is too low fails before any process starts.
+    """
+    _check_descriptors(DESCRIPTORS_PER_WORKER * processes + POOL_DESCRIPTORS)
+    try:
+        return multiprocessing.Pool(processes, _init_worker, (os.getpid(), counters))
+    except OSError as exc:
+        if exc.errno in (errno.EMFILE, errno.ENFILE):
+            raise FatalError(too_many_open_files()) from None
+        raise FatalError(f"cannot start worker processes: {exc.strerror or exc}") from None
+    except RuntimeError as exc:  # "can't start new thread" (ulimit -u, ulimit -v)
+        raise FatalError(f"cannot start worker processes: {exc}") from None
+
+
+def _check_descriptors(needed: int) -> None:
+    """FatalError unless ``needed`` more descriptors fit under the soft RLIMIT_NOFILE."""
+    if resource is None:
+        return
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft == resource.RLIM_INFINITY:
+        return
+    try:
+        in_use = len(os.listdir("/dev/fd")) - 1  # less the one listdir itself opened
+    except OSError as exc:
+        if exc.errno in (errno.EMFILE, errno.ENFILE):
+            raise FatalError(too_many_open_files()) from None
+        return  # no /dev/fd: Pool() itself will tell
+    if soft - in_use < needed:
+        raise FatalError(too_many_open_files())
+
+
+def too_many_open_files() -> str:
+    """The message for EMFILE/ENFILE, with the limit that caused it."""
+    if resource is None:
+        return "too many open files"
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    limit = "unlimited" if soft == resource.RLIM_INFINITY else str(soft)
+    return f"too many open files (ulimit -n is {limit})"
+
+
+def describe_death(pid: int, exitcode: int | None, retried: int) -> str:
+    """The warning for a worker that died: which one, of what, and what it cost."""
+    if exitcode is not None and exitcode < 0:
+        try:
+            how = f"was killed by {signal.Signals(-exitcode).name}"
+        except ValueError:
+            how = f"was killed by signal {-exitcode}"
+    elif exitcode is not None:
+        how = f"exited with status {exitcode}"
+    else:
+        how = "vanished"
+    files = f"{retried:,} file" + ("" if retried == 1 else "s")
+    return f"worker process {pid} {how}; {files} in flight hashed again in a new pool"
 
 
 class _Executor:
@@ -153,10 +357,15 @@ class PoolExecutor(_Executor):
     """Hash in ``processes`` worker processes with bounded memory and dead-worker recovery."""
 
     def __init__(
-        self, settings: HashSettings, processes: int, counters: WorkCounters | None = None
+        self,
+        settings: HashSettings,
+        processes: int,
+        counters: WorkCounters | None = None,
+        warn: Callable[[str], None] | None = None,
     ) -> None:
         super().__init__(settings, counters)
         self.processes = processes
+        self.warn = warn or _stderr_warning
         self.retry: deque[Batch] = deque()
         self.exhausted = False
         self.source: Iterator[Batch] = iter(())
@@ -168,9 +377,12 @@ class PoolExecutor(_Executor):
         while True:
             inflight: dict[int, Batch] = {}
             gate = _Gate(self, inflight, PERMITS_PER_PROCESS * self.processes)
-            broken = yield from self._one_generation(gate)
-            if not broken:
+            dead = yield from self._one_generation(gate)
+            if not dead:
                 return
+            again = sum(len(b.paths) for b in inflight.values() if b.batch_id not in retried)
+            for pid, exitcode in dead:
+                self.warn(describe_death(pid, exitcode, again))
             for batch in list(inflight.values()):
                 if batch.batch_id in retried:
                     yield batch, [(None, None, None, WORKER_DIED)] * len(batch.paths)
@@ -196,28 +408,36 @@ class PoolExecutor(_Executor):
             yield replace(batch, paths=(), expected=()), []
 
     def _one_generation(self, gate: _Gate) -> Iterator[tuple[Batch, list]]:
-        """Run one Pool until the input is exhausted (returns False) or a worker dies (True)."""
+        """Run one Pool until the input is exhausted (returns []) or a worker dies (returns
+        the dead workers' (pid, exitcode))."""
         before = {p.pid for p in multiprocessing.active_children()}
-        pool = multiprocessing.Pool(
-            self.processes, initializer=_init_worker, initargs=(self.counters,)
-        )
-        workers = {p.pid for p in multiprocessing.active_children()} - before
-        self._started()
-        task = functools.partial(hash_batch, settings=self.settings)
-        broken = False
+        mask = _block_parent_signals()
         try:
+            pool = _start_pool(self.processes, self.counters)
+        except BaseException:
+            _restore_signals(mask)
+            raise
+        workers = [p for p in multiprocessing.active_children() if p.pid not in before]
+        task = functools.partial(hash_batch, settings=self.settings)
+        dead: list[tuple[int, int | None]] = []
+        try:
+            # A Ctrl-C or SIGTERM that came while the pool started is raised here, inside
+            # the ``try``: the pool is stopped below, never left to its finalizer (which
+            # hangs when a worker died holding the inqueue lock).
+            _restore_signals(mask)
+            self._started()
             it = pool.imap_unordered(task, gate, chunksize=1)
             last_check = time.monotonic()
             while True:
                 try:
                     batch_id, raw = it.next(timeout=WATCHDOG_INTERVAL)
                 except StopIteration:
-                    return False
+                    return dead
                 except multiprocessing.TimeoutError:
                     last_check = time.monotonic()
-                    if not _all_alive(workers):
-                        broken = True
-                        return True
+                    dead = _dead(workers)
+                    if dead:
+                        return dead
                     continue
                 yield gate.inflight[batch_id], raw
                 # Only now, after the consumer handled it (and maybe injected a batch), is
@@ -226,18 +446,25 @@ class PoolExecutor(_Executor):
                 gate.permits.release()
                 if time.monotonic() - last_check > 1.0:
                     last_check = time.monotonic()
-                    if not _all_alive(workers):
-                        broken = True
-                        return True
+                    dead = _dead(workers)
+                    if dead:
+                        return dead
         finally:
             gate.stop.set()
-            _shutdown(pool, before, broken)
+            _shutdown(pool, before, workers, self.processes)
 
 
-def _all_alive(pids: set[int]) -> bool:
-    """True while every worker we started is still running (reaps exited children)."""
+def _dead(workers: list) -> list[tuple[int, int | None]]:
+    """(pid, exitcode) of the workers we started that are gone (reaps exited children)."""
     alive = {p.pid for p in multiprocessing.active_children()}
-    return pids <= alive
+    return [(p.pid, p.exitcode) for p in workers if p.pid not in alive]
+
+
+def _stderr_warning(message: str) -> None:
+    """Default ``warn`` for library callers that pass none: the CLI's warning format."""
+    from parhash.progress import NullProgress
+
+    NullProgress().warn(message)
 
 
 #: Seconds ``terminate()`` may take before its workers are killed by hand. A broken pool gets
@@ -246,19 +473,35 @@ TERMINATE_DEADLINE = 5.0
 BROKEN_TERMINATE_DEADLINE = 1.0
 
 
-def _shutdown(pool: multiprocessing.pool.Pool, before: set[int], broken: bool) -> None:
+#: How often ``_shutdown`` looks for a worker that died while ``terminate()`` runs.
+SHUTDOWN_POLL = 0.05
+
+
+def _shutdown(
+    pool: multiprocessing.pool.Pool, before: set[int], workers: list, started: int
+) -> None:
     """Stop a pool without ever hanging the caller, and leave no process behind.
 
     A broken pool may have lost a worker that held the inqueue's read lock, and then
     ``terminate()`` blocks forever (https://github.com/python/cpython/issues/96062): its
     workers (and any replacements Pool started) are killed first, and ``terminate()`` runs
     in a daemon thread with a deadline; past it, whatever is left of the pool is killed.
+    A worker can also die while ``terminate()`` waits (SIGTERM sent to the whole process
+    group by systemd or a shell): the pool is then treated as broken from that moment.
+    Fewer ``workers`` than the ``started`` processes means one died before we saw it.
     """
+    broken = len(workers) < started or bool(_dead(workers))
     if broken:
         _kill_pool_processes(before)
     stopper = threading.Thread(target=pool.terminate, name="parhash-pool-stop", daemon=True)
     stopper.start()
-    stopper.join(BROKEN_TERMINATE_DEADLINE if broken else TERMINATE_DEADLINE)
+    deadline = time.monotonic() + (BROKEN_TERMINATE_DEADLINE if broken else TERMINATE_DEADLINE)
+    while stopper.is_alive() and time.monotonic() < deadline:
+        stopper.join(SHUTDOWN_POLL)
+        if not broken and _dead(workers):
+            broken = True
+            _kill_pool_processes(before)
+            deadline = min(deadline, time.monotonic() + BROKEN_TERMINATE_DEADLINE)
     if stopper.is_alive():
         _kill_pool_processes(before)
     else:
