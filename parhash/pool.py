@@ -163,6 +163,34 @@ def _die_with_parent(parent: int) -> None:
         os._exit(ORPHAN_EXIT)
 
 
+#: ``prctl`` resolved in the parent, for the at-fork hook: a child must not load a library
+#: (dlopen takes locks another thread may have held at the fork).
+_prctl = None
+
+
+def _pdeathsig_after_fork() -> None:
+    """``os.register_at_fork`` hook, run in every child forked while a pool starts or lives:
+    the kernel's tie to the parent is set before ``_bootstrap`` runs any Python code. A
+    forked worker stuck before its initializer (on a lock held at the fork) then still dies
+    with parhash instead of being orphaned to PID 1 with SIGTERM blocked."""
+    if _prctl is not None:
+        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def arm_pdeathsig_at_fork() -> None:
+    """Resolve ``prctl`` once and register the at-fork hook (Linux; idempotent)."""
+    global _prctl
+    if _prctl is not None or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        _prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return
+    os.register_at_fork(after_in_child=_pdeathsig_after_fork)
+
+
 def set_pdeathsig() -> bool:
     """Ask Linux to SIGKILL this process when its parent exits; False where it cannot."""
     if not sys.platform.startswith("linux"):
@@ -216,6 +244,7 @@ def _start_pool(processes: int, counters: WorkCounters | None) -> multiprocessin
     are counted first, so a limit that is too low fails before any process starts.
     """
     _check_descriptors(DESCRIPTORS_PER_WORKER * processes + POOL_DESCRIPTORS)
+    arm_pdeathsig_at_fork()
     try:
         return multiprocessing.Pool(processes, _init_worker, (os.getpid(), counters))
     except OSError as exc:
@@ -493,7 +522,9 @@ def _shutdown(
     broken = len(workers) < started or bool(_dead(workers))
     if broken:
         _kill_pool_processes(before)
-    stopper = threading.Thread(target=pool.terminate, name="parhash-pool-stop", daemon=True)
+    stopper = threading.Thread(
+        target=_terminate_and_join, args=(pool,), name="parhash-pool-stop", daemon=True
+    )
     stopper.start()
     deadline = time.monotonic() + (BROKEN_TERMINATE_DEADLINE if broken else TERMINATE_DEADLINE)
     while stopper.is_alive() and time.monotonic() < deadline:
@@ -504,8 +535,18 @@ def _shutdown(
             deadline = min(deadline, time.monotonic() + BROKEN_TERMINATE_DEADLINE)
     if stopper.is_alive():
         _kill_pool_processes(before)
-    else:
-        pool.join()
+        stopper.join(BROKEN_TERMINATE_DEADLINE)
+
+
+def _terminate_and_join(pool: multiprocessing.pool.Pool) -> None:
+    """``terminate()`` then ``join()``, both on the stopper thread, so that neither can hold
+    the caller. ``join()`` waits for every worker the pool knows, including a replacement
+    its worker-handler thread forked while ``terminate()`` ran; such a child can be stuck
+    before its initializer (on a lock another thread held at the fork) with SIGTERM still
+    blocked, so only the deadline's SIGKILL ends it (seen in a SIGTERM-to-the-group loop,
+    issue 10 item 7)."""
+    pool.terminate()
+    pool.join()
 
 
 def _kill_pool_processes(before: set[int]) -> None:
