@@ -185,6 +185,36 @@ class PlainProgress(TimedProgress):
             err(f"parhash: warning: {sanitize(message)}")
 
 
+#: Width for a terminal that reports none (a pty nobody sized: ``script`` started from a
+#: cron job, a CI runner's pty): tqdm would draw a 0-column bar, i.e. nothing at all.
+FALLBACK_COLUMNS = 80
+FALLBACK_ROWS = 24
+
+
+def _width_options(stream) -> dict:
+    """tqdm width keywords: follow the terminal's size, unless it reports 0 columns, when
+    ``COLUMNS`` or ``FALLBACK_COLUMNS`` is used (found by review: ``--progress`` on an
+    unsized pty showed no bar at all)."""
+    try:
+        size = os.get_terminal_size(stream.fileno())
+    except (OSError, ValueError, AttributeError):
+        size = os.terminal_size((0, 0))
+    if size.columns > 0 and size.lines > 0:
+        return {"dynamic_ncols": True}
+    # tqdm needs both: with 0 rows it draws nothing even at a fixed width.
+    return {
+        "ncols": size.columns or _env_int("COLUMNS", FALLBACK_COLUMNS),
+        "nrows": size.lines or _env_int("LINES", FALLBACK_ROWS),
+    }
+
+
+def _env_int(name: str, default: int) -> int:
+    try:
+        return int(os.environ.get(name, "")) or default
+    except ValueError:
+        return default
+
+
 class TqdmProgress(TimedProgress):
     """A bar in bytes (percentage and ETA once the total is known) with the file count."""
 
@@ -202,7 +232,7 @@ class TqdmProgress(TimedProgress):
             unit_scale=True,
             unit_divisor=1000,
             file=sys.stderr,
-            dynamic_ncols=True,
+            **_width_options(sys.stderr),
             desc="hashing",
             mininterval=0,
             bar_format=self.WALKING,

@@ -42,17 +42,20 @@ def run_on_pty(
     env: dict[str, str] | None = None,
     timeout: float = 300,
     argv: list[str] | None = None,
+    sized: bool = True,
 ) -> tuple[int, bytes]:
-    """Run parhash with stdin, stdout and stderr on one pty; return (status, bytes read)."""
+    """Run parhash with stdin, stdout and stderr on one pty; return (status, bytes read).
+    ``sized=False`` leaves the pty at 0x0, as ``script`` from a non-terminal does."""
     master, slave = os.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+    if sized:
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
     proc = subprocess.Popen(
         argv or [sys.executable, "-m", "parhash", *args],
         stdin=slave,
         stdout=slave,
         stderr=slave,
         cwd=cwd,
-        env={**os.environ, "TERM": "xterm", "COLUMNS": str(cols), **(env or {})},
+        env={**os.environ, "TERM": "xterm", "COLUMNS": str(cols) if sized else "", **(env or {})},
         start_new_session=True,
     )
     os.close(slave)
@@ -188,6 +191,18 @@ def test_bar_counts_bytes_while_one_big_file_is_read(big_tree):
     assert any(f[1] is not None and f[1] < 100 for f in reading), frames  # % from bytes
     assert not any(f[1] == 100 for f in frames), frames
     assert re.search(r"\d+/31 files", before.decode("utf-8", "replace")), before[-500:]
+
+
+@pytest.mark.timeout(400)
+def test_bar_is_drawn_on_a_pty_that_reports_no_size(big_tree):
+    """A pty nobody sized reports 0 columns; tqdm then drew nothing at all (found in
+    review): the bar falls back to 80 columns and still counts bytes."""
+    root, _, _ = big_tree
+    status, raw = run_on_pty(["scan", "-j", "2", "-a", "sha512", "t"], cwd=root, sized=False)
+    assert status == 0, raw[-3000:]
+    before = raw[: raw.index(b"t/big")]
+    frames = bar_frames(before)
+    assert any(10**6 < f[0] < BIG for f in frames), before[-2000:]
 
 
 DRIVER = textwrap.dedent(
