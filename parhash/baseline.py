@@ -186,14 +186,27 @@ def walk_options(selection: Selection, plan: RootPlan) -> WalkOptions:
     return walk
 
 
+#: The formats ``--update`` rewrites in their own layout (``report.make_reporter``), with
+#: the header that carries the selection over to the next audit.
+REWRITABLE = ("jsonl", "json", "csv")
+
+#: Why each other format that audit reads cannot be rewritten (hashdeep's layout could be
+#: written back, but without a header the next --update would forget the selection).
+NOT_REWRITABLE = {
+    "sums": "a sums file records no sizes, roots,",
+    "hashdeep": "a hashdeep file records no",
+}
+
+
 def check_update(info: ManifestInfo, selection: Selection) -> None:
     """Refuse ``--update`` where the result could not keep what the manifest knew."""
     where = info.path
-    if info.format == "sums":
+    if info.format not in REWRITABLE:
+        what = NOT_REWRITABLE.get(info.format, f"a {info.format} manifest records no")
         raise FatalError(
-            f"{where}: a sums file records no sizes, roots or selection, so --update cannot "
-            "rewrite it without losing what it knew; take a manifest with "
-            "'parhash scan -f jsonl -o FILE' and audit that"
+            f"{where}: {what} parhash header or selection, so --update cannot rewrite it "
+            "without losing what it knew; take a parhash manifest with "
+            "'parhash scan ... -f jsonl -o FILE' and audit that"
         )
     recorded = selection.recorded or {**SELECTION_DEFAULTS, **READ_DEFAULTS}
     applied = selection.options

@@ -164,8 +164,9 @@ class ManifestReader:
         self.header: dict | None = None
         self.header_where = ""
         source: io.RawIOBase = _Prefixed(head, self.raw)
-        if self.format in ("sums", "hashdeep") and not self.raw.seekable():
+        if not self.raw.seekable() and _read_twice(self.format, head):
             source = self._spool(source)
+        self._header_searched = False
         self.stream = io.BufferedReader(source, BUFFER)
         self._records: Iterator[Record] | None = None
         self._peeked: Record | None = None
@@ -220,10 +221,22 @@ class ManifestReader:
             assert self._records is not None
             yield from self._records
 
+    def find_json_header(self) -> None:
+        """Read a JSON document's "header" wherever its key comes (``jq -S`` and
+        ``sort_keys=True`` put it after "files"): a second reader of the same open file
+        (``pread``, so the records' reader keeps its place) walks the top-level keys and
+        skips the records one at a time without keeping them, so memory stays bounded.
+        The input is a regular file or a spool (``_read_twice``): never read twice."""
+        if self._header_searched or self.header is not None:
+            return
+        self._header_searched = True
+        raw = _PreadRaw(self.raw.fileno(), self.start)
+        text = io.TextIOWrapper(io.BufferedReader(raw, BUFFER), encoding="utf-8", newline="")
+        _json_header_anywhere(JsonText(text, self.name), self)
+
     def _spool(self, source: io.RawIOBase) -> io.RawIOBase:
-        """Copy a piped sums file to an anonymous temporary file (gone on close, even on a
-        kill): its root is the common directory of all its paths, known only at the end,
-        so it is read twice, and the pipe itself can be read only once."""
+        """Copy a piped manifest that must be read twice (``_read_twice``) to an anonymous
+        temporary file (gone on close, even on a kill): the pipe can be read only once."""
         spool = tempfile.TemporaryFile(buffering=0)  # noqa: SIM115 - closed by close()
         try:
             shutil.copyfileobj(source, spool, BUFFER)
@@ -241,6 +254,39 @@ class ManifestReader:
         self.raw.seek(self.start)
         self.stream = io.BufferedReader(self.raw, BUFFER)
         return self.stream
+
+
+class _PreadRaw(io.RawIOBase):
+    """An open file from ``offset`` on, read with ``pread``: a second reader that leaves
+    the file's own offset (the first reader's) alone, and never closes the descriptor."""
+
+    def __init__(self, fd: int, offset: int) -> None:
+        self.fd = fd
+        self.offset = offset
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = os.pread(self.fd, len(buffer), self.offset)
+        buffer[: len(data)] = data
+        self.offset += len(data)
+        return len(data)
+
+
+#: A JSON document whose first key is "header" (parhash's own layout, ``jq .``): its
+#: header is met before its records, so a pipe of it need not be spooled.
+_HEADER_FIRST = re.compile(rb'\s*(\[|\{\s*"header"\s*:)')
+
+
+def _read_twice(fmt: str, head: bytes) -> bool:
+    """Must a piped manifest be spooled (``ManifestReader._spool``) to be read twice? A sums
+    file's root is the common directory of all its paths, known only at the end; hashdeep's
+    likewise; a JSON document's header may come after its records (``jq -S``). A bare
+    array has no header, and a header that comes first is read on the way."""
+    if fmt in ("sums", "hashdeep"):
+        return True
+    return fmt == "json" and not _HEADER_FIRST.match(head)
 
 
 def _first_line(head: bytes) -> bytes | None:
@@ -750,6 +796,7 @@ def _json_object(doc: JsonText, reader: ManifestReader) -> Iterator[Record]:
             if key in RECORD_ARRAYS:
                 if count is not None:
                     raise ManifestError(f"{key_where}: a second records array")
+                reader.find_json_header()  # before the first record is handed out
                 doc.take("[", f"the {key} array")
                 count = yield from _json_array(doc, "the end of the records and the summary")
             elif key == "header":
@@ -768,6 +815,40 @@ def _json_object(doc: JsonText, reader: ManifestReader) -> Iterator[Record]:
             raise ManifestError(
                 f"{summary_where}: summary counts {listed} files but {count} are listed"
             )
+
+
+def _json_header_anywhere(doc: JsonText, reader: ManifestReader) -> None:
+    """The first pass of ``find_json_header``: top-level keys until "header" (any errors
+    are the document's, said as the records' pass would say them)."""
+    doc.take("{", "a JSON object")
+    while doc.peek() == '"':
+        key_where = doc.where()
+        key = doc.value()
+        doc.take(":", f"':' after {key!r}")
+        if key == "header":
+            doc.peek()
+            reader.set_header(doc.value(), key_where)
+            return
+        if key in RECORD_ARRAYS and doc.peek() == "[":
+            doc.take("[", f"the {key} array")
+            _skip_array(doc)
+        else:
+            doc.peek()
+            doc.value()
+        if doc.take(",}", "',' or '}' (truncated manifest? no summary)") == "}":
+            return
+
+
+def _skip_array(doc: JsonText) -> None:
+    """Consume an array whose ``[`` was just taken, one element at a time, keeping none."""
+    if doc.peek() == "]":
+        doc.pos += 1
+        return
+    while True:
+        doc.peek()
+        doc.value()
+        if doc.take(",]", "',' or ']' (the end of the records array)") == "]":
+            return
 
 
 def _json_array(doc: JsonText, end: str) -> Iterator[Record]:

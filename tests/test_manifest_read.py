@@ -679,3 +679,86 @@ def test_update_refused_without_a_file_to_rewrite(tree):
     )
     assert sorted(os.listdir(base)) == before  # no file named "-", nothing written
     assert (base / "m.jsonl").read_bytes() == data
+
+
+# -- a JSON header after the records (jq -S, sort_keys=True); --update of a peer's format ----
+
+SORTERS = {"jq-S": _jq("-S"), "sort-keys": _python(lambda doc: doc, indent=2, sort_keys=True)}
+
+
+def _sorted_manifest(tree: Path, how: str) -> Path:
+    """``scan -e logs -f json``, reformatted so "header" sorts after "files"; ``tree/logs``
+    holds what the recorded selection leaves out."""
+    write_tree(tree / "logs", {"l.log": b"log line\n"})
+    base = tree.parent
+    result = cli(base, "scan", "-q", "-j1", "-a", "sha256", "tree", "-e", "logs", "-f", "json")
+    assert result.returncode == 0, result.stderr
+    (base / "m.json").write_bytes(result.stdout)
+    SORTERS[how](base / "m.json", base / "s.json")
+    text = (base / "s.json").read_text()
+    assert text.index('"header"') > text.index('"files"'), text[:200]
+    return base / "s.json"
+
+
+@pytest.mark.parametrize("how", list(SORTERS))
+@pytest.mark.parametrize("via", ["file", "stdin", "pipe"])
+def test_json_header_after_the_records_is_honoured(tree, how, via):
+    """The recorded ``-e logs`` applies wherever the header sits: logs/l.log is not added."""
+    base = tree.parent
+    _sorted_manifest(tree, how)
+    if via == "file":
+        result = audit(base, "s.json")
+    elif via == "stdin":
+        result = audit(base, "-", input=(base / "s.json").read_bytes())
+    else:
+        script = 'exec "$0" -m parhash audit -j1 -f jsonl -v <(cat s.json)'
+        result = subprocess.run(
+            ["bash", "-c", script, sys.executable], cwd=base, capture_output=True, timeout=60
+        )
+    assert result.returncode == 0, result.stderr
+    assert classes(result) == ALL_UNCHANGED
+
+
+@pytest.mark.parametrize("how", list(SORTERS))
+def test_update_of_a_sorted_json_manifest_keeps_its_header(tree, how):
+    """--update keeps the header's options and leaves the excluded files out."""
+    base = tree.parent
+    manifest = _sorted_manifest(tree, how)
+    recorded = json.loads(manifest.read_text())["header"]["options"]
+    assert recorded["exclude"] == ["logs"]
+    expected = change_tree(tree)
+    result = audit(base, "s.json", "--update", "-q")
+    assert result.returncode == 1, result.stderr
+    assert classes(result) == expected
+    doc = json.loads(manifest.read_text())
+    assert doc["header"]["options"] == recorded
+    found = {r["path"]: r["hash"] for r in doc["files"]}
+    want = {
+        f"tree/{name}": sha256((tree / name).read_bytes())
+        for name in ("a.txt", "new.txt", "sub/c.bin")
+    }
+    assert found == want
+    again = audit(base, "s.json")
+    assert again.returncode == 0, again.stderr
+    assert classes(again) == {"unchanged": {"a.txt", "new.txt", "sub/c.bin"}}
+
+
+@pytest.mark.parametrize("fmt", ["hashdeep", "sums"])
+def test_update_of_a_peer_manifest_is_refused(tree, fmt):
+    """No parhash header to carry over: exit 2, one line, before any scan; file untouched."""
+    base = tree.parent
+    if fmt == "hashdeep":
+        made = subprocess.run(["hashdeep", "-r", "tree"], cwd=base, capture_output=True)
+        name = "hdu.txt"
+    else:
+        made = subprocess.run(["sha256sum", "tree/a.txt"], cwd=base, capture_output=True)
+        name = "m.sha256"
+    assert made.returncode == 0, made.stderr
+    (base / name).write_bytes(made.stdout)
+    (tree / "new.txt").write_bytes(FRESH)
+    before = sorted(os.listdir(base))
+    message = one_error_line(cli(base, "audit", name, "--update", "-q"))
+    assert f"{name}: a {fmt}" in message and "--update" in message, message
+    assert "-f jsonl" in message, message
+    assert (base / name).read_bytes() == made.stdout
+    assert sorted(os.listdir(base)) == before
