@@ -67,14 +67,17 @@ class CheckReport:
     ok: int = 0
     mismatched: int = 0
     unreadable: int = 0
+    #: Checksum files that could not be opened: reported when met, exit 1 at the end, the
+    #: others verified (as ``sha256sum -c a nosuch b``).
+    unopened: int = 0
     files: list[SumsFileState] = field(default_factory=list)
 
     @property
     def return_code(self) -> ExitCode:
-        """1 if a checksum did not match, a file could not be read, a checksum file had no
-        usable line (or, with --ignore-missing, verified nothing), or --strict saw a bad
-        line; else 0."""
-        if self.mismatched or self.unreadable:
+        """1 if a checksum did not match, a file or checksum file could not be read, a
+        checksum file had no usable line (or, with --ignore-missing, verified nothing), or
+        --strict saw a bad line; else 0."""
+        if self.mismatched or self.unreadable or self.unopened:
             return ExitCode.FILE_ERRORS
         if self.options.strict and any(state.malformed for state in self.files):
             return ExitCode.FILE_ERRORS
@@ -119,14 +122,17 @@ def _hex_length(algo: str) -> int:
     return get_algorithm(algo).hex_length
 
 
-def open_sums_file(name: str) -> BinaryIO:
-    """Open a checksum file (``-`` is stdin); failure is fatal (exit 2)."""
+def open_sums_file(name: str, report: CheckReport) -> BinaryIO | None:
+    """Open a checksum file (``-`` is stdin); None if it cannot be, after saying why on
+    stderr: sha256sum -c goes on with the other files and exits 1 at the end."""
     if name == "-":
         return sys.stdin.buffer
     try:
         return open(name, "rb")
     except OSError as exc:
-        raise FatalError(f"{name}: {exc.strerror or exc}") from None
+        report.unopened += 1
+        err(f"parhash: {sanitize(name)}: {exc.strerror or exc}")
+        return None
 
 
 #: Longest checksum record kept, in bytes: far beyond any real line (a path can be longer
@@ -346,11 +352,14 @@ def _labeled(expected: Expected) -> Expected:
 
 
 def check_sources(names: list[str], report: CheckReport) -> list[Source]:
-    """One source per checksum file; the files are opened (and algorithms resolved) now, so
-    an unreadable or ambiguous checksum file is fatal before any hashing starts."""
+    """One source per checksum file that opens; the files are opened (and algorithms
+    resolved) now, so an ambiguous checksum file is fatal before any hashing starts."""
     sources = []
-    for source, name in enumerate(names):
-        stream = open_sums_file(name)
+    for name in names:
+        stream = open_sums_file(name, report)
+        if stream is None:
+            continue
+        source = len(report.files)
         report.files.append(SumsFileState(name))
         if hashdeep.is_hashdeep(stream.peek(len(hashdeep.MAGIC))):
             entries = hashdeep_entries(name, stream, report, source)

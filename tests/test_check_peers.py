@@ -649,3 +649,18 @@ def test_unsupported_hashdeep_columns_are_refused(tmp_path, command):
     assert result.stdout == b""
     assert "hashdeep column 'tiger' is not supported" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_missing_checksum_file_does_not_stop_the_others(tmp_path):
+    """``sha256sum -c one nosuch two`` verifies one and two, says why nosuch was skipped,
+    and exits 1 (issue 10 D9)."""
+    write_tree(tmp_path, {"a": b"one", "b": b"two"})
+    (tmp_path / "one.sha256").write_bytes(run(peer("sha256sum"), "a", cwd=tmp_path).stdout)
+    (tmp_path / "two.sha256").write_bytes(run(peer("sha256sum"), "b", cwd=tmp_path).stdout)
+    names = ("one.sha256", "nosuch.sha256", "two.sha256")
+    theirs = run(peer("sha256sum"), "-c", *names, cwd=tmp_path)
+    ours = run_cli("check", "-j1", *names, cwd=tmp_path)
+    assert theirs.returncode == ours.returncode == 1
+    assert ours.stdout == theirs.stdout == b"a: OK\nb: OK\n"
+    assert b"nosuch.sha256: No such file or directory" in theirs.stderr
+    assert ours.stderr == "parhash: nosuch.sha256: No such file or directory\n"
