@@ -19,7 +19,7 @@ from parhash.exit_codes import ExitCode, FatalError
 from parhash.hashing import get_algorithm
 from parhash.model import Expected, FileRecord, Summary
 from parhash.output import err, sanitize
-from parhash.pipeline import Source
+from parhash.pipeline import Source, stdin_file_record
 from parhash.sums import (
     XXHSUM_LENGTHS,
     BadLine,
@@ -70,6 +70,8 @@ class CheckReport:
     #: Checksum files that could not be opened: reported when met, exit 1 at the end, the
     #: others verified (as ``sha256sum -c a nosuch b``).
     unopened: int = 0
+    #: stdin is one of the checksum files: no ``-`` line can read it.
+    stdin_sums: bool = False
     files: list[SumsFileState] = field(default_factory=list)
 
     @property
@@ -299,16 +301,33 @@ def expected_entries(
                     )
                 if len(line.digest) != get_algorithm(algo).hex_length:
                     raise BadLine(f"digest length does not match {algo}")
+                if line.name == "-" and stream is sys.stdin.buffer:
+                    # sha256sum -c: this line cannot also read stdin (coreutils md5sum.c)
+                    raise BadLine("'-' names standard input, which is this checksum file")
             except (BadLine, FatalError) as exc:
                 state.malformed += 1
                 if options.warn:
                     err(f"parhash: {sanitize(name)}: {number}: {exc}")
                 continue
             state.formatted += 1
-            yield Expected(line.name, algo, line.digest, number, source)
+            entry = Expected(line.name, algo, line.digest, number, source)
+            yield _stdin_entry(entry, report) if line.name == "-" else entry
     finally:
         if stream is not sys.stdin.buffer:
             stream.close()
+
+
+#: Why a ``-`` line of one checksum file is not read when another checksum file of the
+#: run is stdin: its lines were (partly) read ahead, so stdin's bytes are no longer whole.
+STDIN_TAKEN = "standard input is read as a checksum file"
+
+
+def _stdin_entry(entry: Expected, report: CheckReport) -> Expected | FileRecord:
+    """A ``-`` line: standard input hashed here, now, in line order (as ``sha256sum -c``
+    does), unless stdin is a checksum file of this run."""
+    if report.stdin_sums:
+        return FileRecord("-", "-", None, None, None, STDIN_TAKEN, entry)
+    return stdin_file_record(sys.stdin.buffer, (entry.algo,), entry)
 
 
 def _line_algorithm(line: ChecksumLine, untagged: str | None, chosen: str | None) -> str | None:
@@ -355,6 +374,7 @@ def check_sources(names: list[str], report: CheckReport) -> list[Source]:
     """One source per checksum file that opens; the files are opened (and algorithms
     resolved) now, so an ambiguous checksum file is fatal before any hashing starts."""
     sources = []
+    report.stdin_sums = "-" in names
     for name in names:
         stream = open_sums_file(name, report)
         if stream is None:

@@ -664,3 +664,28 @@ def test_a_missing_checksum_file_does_not_stop_the_others(tmp_path):
     assert ours.stdout == theirs.stdout == b"a: OK\nb: OK\n"
     assert b"nosuch.sha256: No such file or directory" in theirs.stderr
     assert ours.stderr == "parhash: nosuch.sha256: No such file or directory\n"
+
+
+def test_a_dash_line_verifies_stdin_as_sha256sum_does(tmp_path):
+    """``sha256sum - < f > sums; sha256sum -c sums < f``: ``-: OK``; a second ``-`` line
+    reads the stdin that is left (nothing); with the checksum file itself on stdin a ``-``
+    line is improperly formatted (issue 10 D8)."""
+    data = b"piped data\n" * 1000
+    (tmp_path / "f").write_bytes(data)
+    line = run(peer("sha256sum"), "-", cwd=tmp_path, input=data).stdout
+    assert line == f"{hashlib.sha256(data).hexdigest()}  -\n".encode()
+    (tmp_path / "dash.sums").write_bytes(line)
+    (tmp_path / "twice.sums").write_bytes(line * 2)
+    for sums, stdout, code in (
+        ("dash.sums", b"-: OK\n", 0),
+        ("twice.sums", b"-: OK\n-: FAILED\n", 1),
+    ):
+        theirs = run(peer("sha256sum"), "-c", sums, cwd=tmp_path, input=data)
+        ours = run_cli("check", "-j1", "-a", "sha256", sums, cwd=tmp_path, input=data)
+        assert (theirs.returncode, theirs.stdout) == (code, stdout), theirs
+        assert (ours.returncode, ours.stdout) == (code, stdout), ours.stderr
+    theirs = run(peer("sha256sum"), "-c", "-", cwd=tmp_path, input=line)
+    ours = run_cli("check", "-j1", "-a", "sha256", "-", cwd=tmp_path, input=line)
+    assert theirs.returncode == ours.returncode == 1
+    assert theirs.stdout == ours.stdout == b""
+    assert "no properly formatted checksum lines" in ours.stderr
