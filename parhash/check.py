@@ -9,6 +9,7 @@ stdout, counts of problems as ``WARNING:`` lines on stderr, exit 1 when anything
 from __future__ import annotations
 
 import itertools
+import os
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
@@ -261,13 +262,30 @@ def _parse(text: str, keep_cr: bool = False, untagged: str | None = None) -> Che
         return stripped
 
 
-def crlf_file(lines: Iterator[tuple[int, str | None]]) -> tuple[bool, Iterator]:
+def crlf_file(
+    lines: Iterator[tuple[int, str | None]], untagged: str | None
+) -> tuple[bool, Iterator]:
     """Whether the file's first line ends in CR (a file written on Windows: every CR before a
-    newline is a line end), and the lines, none lost."""
+    newline is a line end), and the lines, none lost. A first line that is blake3's for a
+    name ending in CR (``scan -a blake3`` and b3sum write that CR raw) does not make the
+    file CRLF when only the name with the CR exists: the one stat that lets such a file
+    round-trip and read as b3sum 1.2 reads it."""
     first = next(lines, None)
     if first is None:
         return False, lines
-    return bool(first[1] and first[1].endswith("\r")), itertools.chain([first], lines)
+    text = first[1]
+    crlf = bool(text and text.endswith("\r")) and not _raw_cr_name(text, untagged)
+    return crlf, itertools.chain([first], lines)
+
+
+def _raw_cr_name(text: str, untagged: str | None) -> bool:
+    """Whether a blake3 line ending in CR names an existing file whose name ends in that CR
+    while the name without it does not exist."""
+    try:
+        name = _parse(text, True, untagged).name
+    except BadLine:
+        return False
+    return name.endswith("\r") and os.path.lexists(name) and not os.path.lexists(name[:-1])
 
 
 def expected_entries(
@@ -385,8 +403,8 @@ def check_sources(names: list[str], report: CheckReport) -> list[Source]:
             entries = hashdeep_entries(name, stream, report, source)
             sources.append(Source(name, True, label_repeats(entries), named=True))
             continue
-        crlf, lines = crlf_file(_lines(stream, report.options.zero))
-        algo, lines = default_algorithm(name, lines, report.options)
+        algo, lines = default_algorithm(name, _lines(stream, report.options.zero), report.options)
+        crlf, lines = crlf_file(lines, algo)
         if algo is not None and not report.options.algo and algo in XXHSUM_LENGTHS.values():
             report.files[-1].assumed = algo if algorithm_from_name(name) != algo else None
         entries = expected_entries(name, stream, lines, algo, report, source, not crlf)

@@ -689,3 +689,20 @@ def test_a_dash_line_verifies_stdin_as_sha256sum_does(tmp_path):
     assert theirs.returncode == ours.returncode == 1
     assert theirs.stdout == ours.stdout == b""
     assert "no properly formatted checksum lines" in ours.stderr
+
+
+def test_blake3_name_ending_in_cr_round_trips_and_reads_as_b3sum(tmp_path):
+    """``scan -a blake3`` writes a final CR of a name raw (as b3sum does); check reads it back
+    as part of the name, as the b3sum that reads the same file (issue 10 D6). The file's only
+    line ends in CR, yet it is no CRLF file: only the name with the CR exists."""
+    name = "cr\r"
+    data = b"a\r"
+    (tmp_path / name).write_bytes(data)
+    scanned = run_cli("scan", "-q", "-j1", "-a", "blake3", name, cwd=tmp_path)
+    assert scanned.returncode == 0, scanned.stderr
+    assert scanned.stdout == f"{blake3.blake3(data).hexdigest()}  {name}\n".encode()
+    (tmp_path / "rt").write_bytes(scanned.stdout)
+    theirs = run(peer("b3sum"), "--check", "rt", cwd=tmp_path)
+    ours = run_cli("check", "-j1", "-a", "blake3", "rt", cwd=tmp_path)
+    assert theirs.returncode == ours.returncode == 0, ours.stderr
+    assert ours.stdout == theirs.stdout == f"{name}: OK\n".encode()
