@@ -233,9 +233,18 @@ def _untagged_algorithm(length: int, hinted: str | None, name: str) -> str:
     BLAKE2b-256, as ``b2sum -c`` infers ``-l`` from the length), else the length's."""
     if hinted is not None and get_algorithm(hinted).hex_length == length:
         return hinted  # the name agrees with the digests: trust it
-    if hinted == "blake2b" and length % 2 == 0 and 0 < length < 128:
-        return f"blake2b-{length * 4}"
+    if hinted == "blake2b" and (truncated := _blake2b_of_length(length)) is not None:
+        return truncated
     return algorithm_for_length(length, name, like_xxhsum=True)
+
+
+def _blake2b_of_length(length: int) -> str | None:
+    """The BLAKE2b-N whose digests have ``length`` hex digits (N a multiple of 8 below 512,
+    as ``b2sum -l`` takes), which ``b2sum -c`` infers from the digest; None for 128 digits
+    (plain blake2b) or a length b2sum never writes."""
+    if length % 2 == 0 and 0 < length < 128:
+        return f"blake2b-{length * 4}"
+    return None
 
 
 def _try_parse(text: str | None) -> ChecksumLine | None:
@@ -349,14 +358,22 @@ def _stdin_entry(entry: Expected, report: CheckReport) -> Expected | FileRecord:
 
 
 def _line_algorithm(line: ChecksumLine, untagged: str | None, chosen: str | None) -> str | None:
-    """A tagged line's own algorithm, else the file's. ``-a`` never overrides a tag: a line
-    tagged with another algorithm is a bad line, as ``sha256sum -c`` finds an ``MD5 (f)``
-    line and ``xxh64sum -c`` an ``XXH3`` one."""
+    """A tagged line's own algorithm, else the file's (under ``-a blake2b``, the BLAKE2b-N of
+    the digest's length). ``-a`` never overrides a tag: a line tagged with another algorithm
+    is a bad line, as ``sha256sum -c`` finds an ``MD5 (f)`` line and ``xxh64sum -c`` an
+    ``XXH3`` one."""
     if line.tag_algo is None:
+        if chosen == "blake2b":  # the family: the length is the digest's (b2sum -c)
+            return _blake2b_of_length(len(line.digest)) or untagged
         return untagged
-    if chosen is not None and line.tag_algo != chosen:
+    if chosen is not None and line.tag_algo != chosen and not _same_family(line.tag_algo, chosen):
         raise BadLine(f"tagged {get_algorithm(line.tag_algo).tag}, but -a is {chosen}")
     return line.tag_algo
+
+
+def _same_family(tagged: str, chosen: str) -> bool:
+    """``-a blake2b`` names BLAKE2b of any length: a ``BLAKE2b-256`` tag is one of it."""
+    return chosen == "blake2b" and tagged.startswith("blake2b-")
 
 
 def label_repeats(items: Iterable[Expected | FileRecord]) -> Iterator[Expected | FileRecord]:

@@ -706,3 +706,21 @@ def test_blake3_name_ending_in_cr_round_trips_and_reads_as_b3sum(tmp_path):
     ours = run_cli("check", "-j1", "-a", "blake3", "rt", cwd=tmp_path)
     assert theirs.returncode == ours.returncode == 0, ours.stderr
     assert ours.stdout == theirs.stdout == f"{name}: OK\n".encode()
+
+
+@pytest.mark.parametrize("bits", [8, 256, 504])
+@pytest.mark.parametrize("tag", [False, True], ids=["untagged", "tag"])
+def test_a_blake2b_names_the_family_as_b2sum_reads_the_length(tmp_path, bits, tag):
+    """``b2sum -l N [--tag] a > s; b2sum -c s``: OK; ``check -a blake2b s`` too, the length
+    read from the tag or the digest, and a changed file FAILED (issue 10 D7)."""
+    b2sum = peer("b2sum")
+    write_tree(tmp_path, {"a": b"alpha", "b": b"bravo"})
+    made = run(b2sum, "-l", str(bits), *(["--tag"] if tag else []), "a", "b", cwd=tmp_path)
+    first = f"{hashlib.blake2b(b'alpha', digest_size=bits // 8).hexdigest()}"
+    assert first in made.stdout.decode()
+    (tmp_path / "sums").write_bytes(made.stdout)
+    (tmp_path / "b").write_bytes(b"changed")
+    theirs = run(b2sum, "-c", "sums", cwd=tmp_path)
+    ours = run_cli("check", "-j1", "-a", "blake2b", "sums", cwd=tmp_path)
+    assert (theirs.returncode, theirs.stdout) == (1, b"a: OK\nb: FAILED\n"), theirs
+    assert (ours.returncode, ours.stdout) == (1, theirs.stdout), ours.stderr
