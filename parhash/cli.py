@@ -680,7 +680,7 @@ CHECK_EPILOG = (
             0: "every listed file matched",
             1: "a file or checksum file failed or could not be read, or (--strict) a line "
             "was malformed",
-            2: "fatal (ambiguous algorithm)",
+            2: "fatal (ambiguous algorithm, unsupported hashdeep column)",
         }
     )
 )
