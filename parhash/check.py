@@ -9,6 +9,7 @@ stdout, counts of problems as ``WARNING:`` lines on stderr, exit 1 when anything
 from __future__ import annotations
 
 import itertools
+import os
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
@@ -19,7 +20,7 @@ from parhash.exit_codes import ExitCode, FatalError
 from parhash.hashing import get_algorithm
 from parhash.model import Expected, FileRecord, Summary
 from parhash.output import err, sanitize
-from parhash.pipeline import Source
+from parhash.pipeline import Source, stdin_file_record
 from parhash.sums import (
     XXHSUM_LENGTHS,
     BadLine,
@@ -67,14 +68,19 @@ class CheckReport:
     ok: int = 0
     mismatched: int = 0
     unreadable: int = 0
+    #: Checksum files that could not be opened: reported when met, exit 1 at the end, the
+    #: others verified (as ``sha256sum -c a nosuch b``).
+    unopened: int = 0
+    #: stdin is one of the checksum files: no ``-`` line can read it.
+    stdin_sums: bool = False
     files: list[SumsFileState] = field(default_factory=list)
 
     @property
     def return_code(self) -> ExitCode:
-        """1 if a checksum did not match, a file could not be read, a checksum file had no
-        usable line (or, with --ignore-missing, verified nothing), or --strict saw a bad
-        line; else 0."""
-        if self.mismatched or self.unreadable:
+        """1 if a checksum did not match, a file or checksum file could not be read, a
+        checksum file had no usable line (or, with --ignore-missing, verified nothing), or
+        --strict saw a bad line; else 0."""
+        if self.mismatched or self.unreadable or self.unopened:
             return ExitCode.FILE_ERRORS
         if self.options.strict and any(state.malformed for state in self.files):
             return ExitCode.FILE_ERRORS
@@ -119,14 +125,17 @@ def _hex_length(algo: str) -> int:
     return get_algorithm(algo).hex_length
 
 
-def open_sums_file(name: str) -> BinaryIO:
-    """Open a checksum file (``-`` is stdin); failure is fatal (exit 2)."""
+def open_sums_file(name: str, report: CheckReport) -> BinaryIO | None:
+    """Open a checksum file (``-`` is stdin); None if it cannot be, after saying why on
+    stderr: sha256sum -c goes on with the other files and exits 1 at the end."""
     if name == "-":
         return sys.stdin.buffer
     try:
         return open(name, "rb")
     except OSError as exc:
-        raise FatalError(f"{name}: {exc.strerror or exc}") from None
+        report.unopened += 1
+        err(f"parhash: {sanitize(name)}: {exc.strerror or exc}")
+        return None
 
 
 #: Longest checksum record kept, in bytes: far beyond any real line (a path can be longer
@@ -224,9 +233,18 @@ def _untagged_algorithm(length: int, hinted: str | None, name: str) -> str:
     BLAKE2b-256, as ``b2sum -c`` infers ``-l`` from the length), else the length's."""
     if hinted is not None and get_algorithm(hinted).hex_length == length:
         return hinted  # the name agrees with the digests: trust it
-    if hinted == "blake2b" and length % 2 == 0 and 0 < length < 128:
-        return f"blake2b-{length * 4}"
+    if hinted == "blake2b" and (truncated := _blake2b_of_length(length)) is not None:
+        return truncated
     return algorithm_for_length(length, name, like_xxhsum=True)
+
+
+def _blake2b_of_length(length: int) -> str | None:
+    """The BLAKE2b-N whose digests have ``length`` hex digits (N a multiple of 8 below 512,
+    as ``b2sum -l`` takes), which ``b2sum -c`` infers from the digest; None for 128 digits
+    (plain blake2b) or a length b2sum never writes."""
+    if length % 2 == 0 and 0 < length < 128:
+        return f"blake2b-{length * 4}"
+    return None
 
 
 def _try_parse(text: str | None) -> ChecksumLine | None:
@@ -253,13 +271,30 @@ def _parse(text: str, keep_cr: bool = False, untagged: str | None = None) -> Che
         return stripped
 
 
-def crlf_file(lines: Iterator[tuple[int, str | None]]) -> tuple[bool, Iterator]:
+def crlf_file(
+    lines: Iterator[tuple[int, str | None]], untagged: str | None
+) -> tuple[bool, Iterator]:
     """Whether the file's first line ends in CR (a file written on Windows: every CR before a
-    newline is a line end), and the lines, none lost."""
+    newline is a line end), and the lines, none lost. A first line that is blake3's for a
+    name ending in CR (``scan -a blake3`` and b3sum write that CR raw) does not make the
+    file CRLF when only the name with the CR exists: the one stat that lets such a file
+    round-trip and read as b3sum 1.2 reads it."""
     first = next(lines, None)
     if first is None:
         return False, lines
-    return bool(first[1] and first[1].endswith("\r")), itertools.chain([first], lines)
+    text = first[1]
+    crlf = bool(text and text.endswith("\r")) and not _raw_cr_name(text, untagged)
+    return crlf, itertools.chain([first], lines)
+
+
+def _raw_cr_name(text: str, untagged: str | None) -> bool:
+    """Whether a blake3 line ending in CR names an existing file whose name ends in that CR
+    while the name without it does not exist."""
+    try:
+        name = _parse(text, True, untagged).name
+    except BadLine:
+        return False
+    return name.endswith("\r") and os.path.lexists(name) and not os.path.lexists(name[:-1])
 
 
 def expected_entries(
@@ -293,27 +328,52 @@ def expected_entries(
                     )
                 if len(line.digest) != get_algorithm(algo).hex_length:
                     raise BadLine(f"digest length does not match {algo}")
+                if line.name == "-" and stream is sys.stdin.buffer:
+                    # sha256sum -c: this line cannot also read stdin (coreutils md5sum.c)
+                    raise BadLine("'-' names standard input, which is this checksum file")
             except (BadLine, FatalError) as exc:
                 state.malformed += 1
                 if options.warn:
                     err(f"parhash: {sanitize(name)}: {number}: {exc}")
                 continue
             state.formatted += 1
-            yield Expected(line.name, algo, line.digest, number, source)
+            entry = Expected(line.name, algo, line.digest, number, source)
+            yield _stdin_entry(entry, report) if line.name == "-" else entry
     finally:
         if stream is not sys.stdin.buffer:
             stream.close()
 
 
+#: Why a ``-`` line of one checksum file is not read when another checksum file of the
+#: run is stdin: its lines were (partly) read ahead, so stdin's bytes are no longer whole.
+STDIN_TAKEN = "standard input is read as a checksum file"
+
+
+def _stdin_entry(entry: Expected, report: CheckReport) -> Expected | FileRecord:
+    """A ``-`` line: standard input hashed here, now, in line order (as ``sha256sum -c``
+    does), unless stdin is a checksum file of this run."""
+    if report.stdin_sums:
+        return FileRecord("-", "-", None, None, None, STDIN_TAKEN, entry)
+    return stdin_file_record(sys.stdin.buffer, (entry.algo,), entry)
+
+
 def _line_algorithm(line: ChecksumLine, untagged: str | None, chosen: str | None) -> str | None:
-    """A tagged line's own algorithm, else the file's. ``-a`` never overrides a tag: a line
-    tagged with another algorithm is a bad line, as ``sha256sum -c`` finds an ``MD5 (f)``
-    line and ``xxh64sum -c`` an ``XXH3`` one."""
+    """A tagged line's own algorithm, else the file's (under ``-a blake2b``, the BLAKE2b-N of
+    the digest's length). ``-a`` never overrides a tag: a line tagged with another algorithm
+    is a bad line, as ``sha256sum -c`` finds an ``MD5 (f)`` line and ``xxh64sum -c`` an
+    ``XXH3`` one."""
     if line.tag_algo is None:
+        if chosen == "blake2b":  # the family: the length is the digest's (b2sum -c)
+            return _blake2b_of_length(len(line.digest)) or untagged
         return untagged
-    if chosen is not None and line.tag_algo != chosen:
+    if chosen is not None and line.tag_algo != chosen and not _same_family(line.tag_algo, chosen):
         raise BadLine(f"tagged {get_algorithm(line.tag_algo).tag}, but -a is {chosen}")
     return line.tag_algo
+
+
+def _same_family(tagged: str, chosen: str) -> bool:
+    """``-a blake2b`` names BLAKE2b of any length: a ``BLAKE2b-256`` tag is one of it."""
+    return chosen == "blake2b" and tagged.startswith("blake2b-")
 
 
 def label_repeats(items: Iterable[Expected | FileRecord]) -> Iterator[Expected | FileRecord]:
@@ -346,18 +406,22 @@ def _labeled(expected: Expected) -> Expected:
 
 
 def check_sources(names: list[str], report: CheckReport) -> list[Source]:
-    """One source per checksum file; the files are opened (and algorithms resolved) now, so
-    an unreadable or ambiguous checksum file is fatal before any hashing starts."""
+    """One source per checksum file that opens; the files are opened (and algorithms
+    resolved) now, so an ambiguous checksum file is fatal before any hashing starts."""
     sources = []
-    for source, name in enumerate(names):
-        stream = open_sums_file(name)
+    report.stdin_sums = "-" in names
+    for name in names:
+        stream = open_sums_file(name, report)
+        if stream is None:
+            continue
+        source = len(report.files)
         report.files.append(SumsFileState(name))
         if hashdeep.is_hashdeep(stream.peek(len(hashdeep.MAGIC))):
             entries = hashdeep_entries(name, stream, report, source)
             sources.append(Source(name, True, label_repeats(entries), named=True))
             continue
-        crlf, lines = crlf_file(_lines(stream, report.options.zero))
-        algo, lines = default_algorithm(name, lines, report.options)
+        algo, lines = default_algorithm(name, _lines(stream, report.options.zero), report.options)
+        crlf, lines = crlf_file(lines, algo)
         if algo is not None and not report.options.algo and algo in XXHSUM_LENGTHS.values():
             report.files[-1].assumed = algo if algorithm_from_name(name) != algo else None
         entries = expected_entries(name, stream, lines, algo, report, source, not crlf)

@@ -678,8 +678,9 @@ CHECK_EPILOG = (
     + exit_status_help(
         {
             0: "every listed file matched",
-            1: "a file failed, could not be read, or (--strict) a line was malformed",
-            2: "fatal (unreadable checksum file, ambiguous algorithm)",
+            1: "a file or checksum file failed or could not be read, or (--strict) a line "
+            "was malformed",
+            2: "fatal (ambiguous algorithm, unsupported hashdeep column)",
         }
     )
 )

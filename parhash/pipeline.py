@@ -243,15 +243,20 @@ def _listed(raw: bytes) -> str | FileRecord:
 
 def stdin_record(stream, algos: tuple[str, ...]) -> Source:
     """``parhash scan -``: hash standard input here, in the parent, like ``sha256sum -``."""
+    return Source("-", True, (stdin_file_record(stream, algos),))
+
+
+def stdin_file_record(stream, algos: tuple[str, ...], entry: Expected | None = None) -> FileRecord:
+    """The record of standard input, hashed to its end here (``scan -``, and a ``-`` line of
+    a checksum file for ``check``, as ``sha256sum -c`` reads it): workers have another
+    stdin."""
     from parhash.hashing import hash_stream
 
     try:
         size, digests = hash_stream(stream, algos)
     except OSError as exc:
-        record = FileRecord("-", "-", None, None, None, f"cannot read stdin: {exc.strerror}")
-    else:
-        record = FileRecord("-", "-", size, None, digests[0], None, None, tuple(digests[1:]))
-    return Source("-", True, (record,))
+        return FileRecord("-", "-", None, None, None, f"cannot read stdin: {exc.strerror}", entry)
+    return FileRecord("-", "-", size, None, digests[0], None, entry, tuple(digests[1:]))
 
 
 class _BatchBuilder:

@@ -649,3 +649,78 @@ def test_unsupported_hashdeep_columns_are_refused(tmp_path, command):
     assert result.stdout == b""
     assert "hashdeep column 'tiger' is not supported" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_missing_checksum_file_does_not_stop_the_others(tmp_path):
+    """``sha256sum -c one nosuch two`` verifies one and two, says why nosuch was skipped,
+    and exits 1 (issue 10 D9)."""
+    write_tree(tmp_path, {"a": b"one", "b": b"two"})
+    (tmp_path / "one.sha256").write_bytes(run(peer("sha256sum"), "a", cwd=tmp_path).stdout)
+    (tmp_path / "two.sha256").write_bytes(run(peer("sha256sum"), "b", cwd=tmp_path).stdout)
+    names = ("one.sha256", "nosuch.sha256", "two.sha256")
+    theirs = run(peer("sha256sum"), "-c", *names, cwd=tmp_path)
+    ours = run_cli("check", "-j1", *names, cwd=tmp_path)
+    assert theirs.returncode == ours.returncode == 1
+    assert ours.stdout == theirs.stdout == b"a: OK\nb: OK\n"
+    assert b"nosuch.sha256: No such file or directory" in theirs.stderr
+    assert ours.stderr == "parhash: nosuch.sha256: No such file or directory\n"
+
+
+def test_a_dash_line_verifies_stdin_as_sha256sum_does(tmp_path):
+    """``sha256sum - < f > sums; sha256sum -c sums < f``: ``-: OK``; a second ``-`` line
+    reads the stdin that is left (nothing); with the checksum file itself on stdin a ``-``
+    line is improperly formatted (issue 10 D8)."""
+    data = b"piped data\n" * 1000
+    (tmp_path / "f").write_bytes(data)
+    line = run(peer("sha256sum"), "-", cwd=tmp_path, input=data).stdout
+    assert line == f"{hashlib.sha256(data).hexdigest()}  -\n".encode()
+    (tmp_path / "dash.sums").write_bytes(line)
+    (tmp_path / "twice.sums").write_bytes(line * 2)
+    for sums, stdout, code in (
+        ("dash.sums", b"-: OK\n", 0),
+        ("twice.sums", b"-: OK\n-: FAILED\n", 1),
+    ):
+        theirs = run(peer("sha256sum"), "-c", sums, cwd=tmp_path, input=data)
+        ours = run_cli("check", "-j1", "-a", "sha256", sums, cwd=tmp_path, input=data)
+        assert (theirs.returncode, theirs.stdout) == (code, stdout), theirs
+        assert (ours.returncode, ours.stdout) == (code, stdout), ours.stderr
+    theirs = run(peer("sha256sum"), "-c", "-", cwd=tmp_path, input=line)
+    ours = run_cli("check", "-j1", "-a", "sha256", "-", cwd=tmp_path, input=line)
+    assert theirs.returncode == ours.returncode == 1
+    assert theirs.stdout == ours.stdout == b""
+    assert "no properly formatted checksum lines" in ours.stderr
+
+
+def test_blake3_name_ending_in_cr_round_trips_and_reads_as_b3sum(tmp_path):
+    """``scan -a blake3`` writes a final CR of a name raw (as b3sum does); check reads it back
+    as part of the name, as the b3sum that reads the same file (issue 10 D6). The file's only
+    line ends in CR, yet it is no CRLF file: only the name with the CR exists."""
+    name = "cr\r"
+    data = b"a\r"
+    (tmp_path / name).write_bytes(data)
+    scanned = run_cli("scan", "-q", "-j1", "-a", "blake3", name, cwd=tmp_path)
+    assert scanned.returncode == 0, scanned.stderr
+    assert scanned.stdout == f"{blake3.blake3(data).hexdigest()}  {name}\n".encode()
+    (tmp_path / "rt").write_bytes(scanned.stdout)
+    theirs = run(peer("b3sum"), "--check", "rt", cwd=tmp_path)
+    ours = run_cli("check", "-j1", "-a", "blake3", "rt", cwd=tmp_path)
+    assert theirs.returncode == ours.returncode == 0, ours.stderr
+    assert ours.stdout == theirs.stdout == f"{name}: OK\n".encode()
+
+
+@pytest.mark.parametrize("bits", [8, 256, 504])
+@pytest.mark.parametrize("tag", [False, True], ids=["untagged", "tag"])
+def test_a_blake2b_names_the_family_as_b2sum_reads_the_length(tmp_path, bits, tag):
+    """``b2sum -l N [--tag] a > s; b2sum -c s``: OK; ``check -a blake2b s`` too, the length
+    read from the tag or the digest, and a changed file FAILED (issue 10 D7)."""
+    b2sum = peer("b2sum")
+    write_tree(tmp_path, {"a": b"alpha", "b": b"bravo"})
+    made = run(b2sum, "-l", str(bits), *(["--tag"] if tag else []), "a", "b", cwd=tmp_path)
+    first = f"{hashlib.blake2b(b'alpha', digest_size=bits // 8).hexdigest()}"
+    assert first in made.stdout.decode()
+    (tmp_path / "sums").write_bytes(made.stdout)
+    (tmp_path / "b").write_bytes(b"changed")
+    theirs = run(b2sum, "-c", "sums", cwd=tmp_path)
+    ours = run_cli("check", "-j1", "-a", "blake2b", "sums", cwd=tmp_path)
+    assert (theirs.returncode, theirs.stdout) == (1, b"a: OK\nb: FAILED\n"), theirs
+    assert (ours.returncode, ours.stdout) == (1, theirs.stdout), ours.stderr
