@@ -307,6 +307,7 @@ def scan(
         quiet=quiet,
         files_from=files_from,
         null=null,
+        exclude_from=exclude_from or [],
     )
     raise typer.Exit(int(code))
 
@@ -502,9 +503,10 @@ def run_scan(
     quiet: bool,
     files_from: str | None = None,
     null: bool = False,
+    exclude_from: list[str] = (),  # type: ignore[assignment]
 ) -> ExitCode:
     """Run a scan end to end; see ``guarded`` for how it can end."""
-    from parhash.output import refuse_overwriting_input
+    from parhash.output import ListedOutputGuard, refuse_overwriting_input
     from parhash.pipeline import listed_source, run, scan_sources, stdin_record, unique_roots
     from parhash.progress import make_progress
     from parhash.report import make_reporter
@@ -520,8 +522,10 @@ def run_scan(
                 roots,
                 [files_from] if files_from else [],
                 follow_symlinks=options.walk.follow_symlinks,
+                exclude_files=exclude_from,
             )
-        listing = listed_source(files_from, null) if files_from else None
+        guard = ListedOutputGuard(output) if to_file and files_from else None
+        listing = listed_source(files_from, null, guard) if files_from else None
         stream = outputs.stream(output)
         if to_file:
             options = replace(options, walk=own_files_skipped(options.walk, outputs, output))
@@ -545,6 +549,8 @@ def run_scan(
         for notice in notices:
             bar.warn(notice)
         summary = run(sources, options, outputs.completing(reporter), bar)
+        if guard is not None:
+            guard.raise_if_hit()  # before the commit: the listed file keeps its data
         if not quiet:
             print_summary(summary)
         return ExitCode.FILE_ERRORS if summary.errors else ExitCode.OK

@@ -333,7 +333,12 @@ class AtomicOutput:
 
 
 def refuse_overwriting_input(
-    output: str, roots: list[str], lists: list[str], *, follow_symlinks: bool = False
+    output: str,
+    roots: list[str],
+    lists: list[str],
+    *,
+    follow_symlinks: bool = False,
+    exclude_files: list[str] = (),  # type: ignore[assignment]
 ) -> None:
     """Raise ``FatalError`` before anything is hashed when ``-o`` would replace an input:
     a named PATH, a ``--files-from`` list, or an existing file inside a scanned tree (by
@@ -350,6 +355,9 @@ def refuse_overwriting_input(
     for name in lists:
         if name != "-" and _identity(name) == me:
             _refuse(output, f"the --files-from list {name}")
+    for name in exclude_files:
+        if _identity(name) == me:
+            _refuse(output, f"the --exclude-from file {name}")
     trees = []
     for root in roots:
         if _identity(root) == me:
@@ -365,6 +373,38 @@ def refuse_overwriting_input(
         for root in trees:
             if _tree_holds(root, me, follow_symlinks):
                 _refuse(output, f"a file inside the scanned tree {root} (a link to it)")
+
+
+class ListedOutputGuard:
+    """The ``-o`` target against each ``--files-from`` path as the list streams.
+
+    A listed path is an input like a named PATH, but a streamed list (``find | parhash -T
+    -``) cannot be checked before hashing starts. So each listed path is compared by
+    device and inode with the target (one ``stat`` in the parent, only when ``-o`` names an
+    existing regular file); a hit becomes an error record instead of a read, and
+    ``raise_if_hit`` fails the run before the output is committed, so the target keeps
+    its data (found in review: ``scan -T list -o t/data.txt`` replaced a listed file)."""
+
+    def __init__(self, output: str) -> None:
+        self.output = output
+        self.identity: tuple[int, int] | None = None
+        self.hit: str | None = None
+        try:
+            st = os.stat(output)
+        except OSError:
+            return
+        if stat.S_ISREG(st.st_mode):
+            self.identity = (st.st_dev, st.st_ino)
+
+    def is_output(self, path: str) -> bool:
+        if self.identity is None or _identity(path) != self.identity:
+            return False
+        self.hit = self.hit or path
+        return True
+
+    def raise_if_hit(self) -> None:
+        if self.hit is not None:
+            _refuse(self.output, f"listed in --files-from as {self.hit}")
 
 
 def _refuse(output: str, what: str) -> None:

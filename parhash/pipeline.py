@@ -202,7 +202,7 @@ def scan_sources(roots: list[str], walk: WalkOptions) -> Iterator[Source]:
             yield Source(root, True, (FileRecord(root, root, None, None, None, kind),))
 
 
-def listed_source(name: str, null: bool) -> Source:
+def listed_source(name: str, null: bool, guard=None) -> Source:
     """``--files-from``: exactly the listed paths, one per line (or NUL-terminated with
     ``--null``), streamed. Listed symlinks are followed, as for command-line paths; a path
     that does not exist or is not a regular file becomes an error record like any other."""
@@ -213,10 +213,17 @@ def listed_source(name: str, null: bool) -> Source:
             stream = open(name, "rb")  # noqa: SIM115 - closed by the generator
         except OSError as exc:
             raise FatalError(f"{name}: {exc.strerror or exc}") from None
-    return Source(".", True, _listed_paths(stream, b"\0" if null else b"\n"), named=True)
+    items = _listed_paths(stream, b"\0" if null else b"\n", guard)
+    return Source(".", True, items, named=True)
 
 
-def _listed_paths(stream, separator: bytes) -> Iterator[str | FileRecord]:
+#: Error text of a listed path that is the ``-o`` target (the run then fails, exit 2).
+IS_OUTPUT = "is the -o output file; not read"
+
+
+def _listed_paths(stream, separator: bytes, guard=None) -> Iterator[str | FileRecord]:
+    """``guard`` (``output.ListedOutputGuard``, with ``-o``) turns the output file into
+    an error record instead of an input."""
     try:
         tail = b""
         while chunk := stream.read(1 << 16):
@@ -224,12 +231,18 @@ def _listed_paths(stream, separator: bytes) -> Iterator[str | FileRecord]:
             tail = parts.pop()
             for raw in parts:
                 if raw:
-                    yield _listed(raw)
+                    yield _guarded(_listed(raw), guard)
         if tail:
-            yield _listed(tail)
+            yield _guarded(_listed(tail), guard)
     finally:
         if stream is not sys.stdin.buffer:
             stream.close()
+
+
+def _guarded(item: str | FileRecord, guard) -> str | FileRecord:
+    if guard is not None and type(item) is str and guard.is_output(item):
+        return FileRecord(item, ".", None, None, None, IS_OUTPUT)
+    return item
 
 
 def _listed(raw: bytes) -> str | FileRecord:

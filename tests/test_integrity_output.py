@@ -689,3 +689,55 @@ def test_no_thread_can_start_is_one_line_and_exit_2(tmp_path):
     assert code == 2
     assert stdout == b""
     assert os.listdir(work) == ["a"]
+
+
+# ---------------------------------------------- review: inputs named by --files-from
+
+
+@pytest.mark.parametrize("via", ["file", "stdin"])
+def test_output_listed_in_files_from_is_never_overwritten(tmp_path, via):
+    """A path listed in --files-from is an input like a PATH: ``-o`` naming it fails the
+    run (exit 2, one line) and the file keeps its data (found in review: it was replaced
+    by its own checksum line, exit 0)."""
+    tree = tmp_path / "t"
+    tree.mkdir()
+    (tree / "data.txt").write_bytes(b"precious\n")
+    (tree / "b").write_bytes(b"other\n")
+    listing = b"t/b\nt/data.txt\n"
+    (tmp_path / "list").write_bytes(listing)
+    args = ["scan", "-a", "sha256", "-o", "t/data.txt", "--files-from"]
+    if via == "file":
+        result = run_cli(*args, "list", cwd=tmp_path)
+    else:
+        result = run_cli(*args, "-", cwd=tmp_path, input=listing)
+    assert result.returncode == 2, result.stderr
+    assert (tree / "data.txt").read_bytes() == b"precious\n"
+    errors = [line for line in result.stderr.splitlines() if line.startswith("parhash: error:")]
+    assert len(errors) == 1 and "t/data.txt" in errors[0], result.stderr
+    assert sorted(os.listdir(tree)) == ["b", "data.txt"]  # no temporary file left
+
+
+def test_output_through_a_hard_link_listed_in_files_from_is_refused(tmp_path):
+    (tmp_path / "data").write_bytes(b"precious\n")
+    os.link(tmp_path / "data", tmp_path / "alias")
+    result = run_cli("scan", "-o", "alias", "-T", "-", cwd=tmp_path, input=b"data\n")
+    assert result.returncode == 2, result.stderr
+    assert (tmp_path / "data").read_bytes() == b"precious\n"
+
+
+def test_a_new_output_with_files_from_is_written(tmp_path):
+    (tmp_path / "a").write_bytes(b"alpha\n")
+    args = ("scan", "-a", "sha256", "-o", "new.sums", "-T", "-")
+    result = run_cli(*args, cwd=tmp_path, input=b"a\n")
+    assert result.returncode == 0, result.stderr
+    digest = hashlib.sha256(b"alpha\n").hexdigest()
+    assert (tmp_path / "new.sums").read_bytes() == f"{digest}  a\n".encode()
+
+
+def test_output_that_is_the_exclude_from_file_is_refused(tmp_path):
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "a").write_bytes(b"a")
+    (tmp_path / "ex").write_bytes(b"*.log\n")
+    result = run_cli("scan", "t", "--exclude-from", "ex", "-o", "ex", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert (tmp_path / "ex").read_bytes() == b"*.log\n"
