@@ -6,9 +6,11 @@ Exit codes: ``parhash.exit_codes.ExitCode`` (the help text is generated from it)
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import replace
 from enum import Enum
@@ -75,9 +77,18 @@ def _check_algo(name: str) -> str:
         ) from None
 
 
+#: Set once ``guarded`` has settled the outputs: a signal after that (during interpreter
+#: shutdown) has nothing left to clean up, and raising there only printed "Exception
+#: ignored in threading._shutdown" (found by test_lifecycle's SIGTERM loop).
+_settled = False
+
+
 def _on_sigterm(signum: int, frame: object) -> None:
     """SIGTERM (exit 143) and SIGHUP, a closed terminal (129): stop like Ctrl-C."""
-    raise Interrupted(ExitCode.HANGUP if signum == signal.SIGHUP else ExitCode.TERMINATED)
+    code = ExitCode.HANGUP if signum == signal.SIGHUP else ExitCode.TERMINATED
+    if _settled:
+        os._exit(code)
+    raise Interrupted(code)
 
 
 def _install_signal_handlers() -> None:
@@ -445,9 +456,11 @@ def guarded(body: Callable[[Outputs], ExitCode]) -> ExitCode:
 
     _install_signal_handlers()
     outputs = Outputs()
+    global _settled
     try:
         code = body(outputs)
         outputs.commit()
+        _settled = True
         return code
     except KeyboardInterrupt:
         code = ExitCode.INTERRUPTED
@@ -466,6 +479,14 @@ def guarded(body: Callable[[Outputs], ExitCode]) -> ExitCode:
             raise  # a bug: main() says so (exit 70); or the traceback was asked for
         code = _fatal(f"error: {message}", outputs if outputs.complete else None)
     outputs.abort()
+    _settled = True
+    if code is ExitCode.FATAL and threading.active_count() > 1:
+        # A thread of ours (the writer, inside SQLite) may still run: interpreter
+        # shutdown under it crashed with SIGSEGV under ulimit -v (found in review). The
+        # outputs are settled and the pool stopped, so leave now, as for an interrupt.
+        with contextlib.suppress(Exception):
+            sys.stderr.flush()
+        os._exit(code)
     if code in (ExitCode.INTERRUPTED, ExitCode.TERMINATED, ExitCode.HANGUP, ExitCode.BROKEN_PIPE):
         # The writer thread may be blocked in a write to a pipe nobody reads; a normal
         # interpreter exit would then wait on the stdout lock it holds. The pool is already

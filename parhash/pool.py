@@ -31,6 +31,7 @@ Why workers start with signals blocked: a worker must never run the parent's han
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import itertools
@@ -525,7 +526,11 @@ def _shutdown(
     stopper = threading.Thread(
         target=_terminate_and_join, args=(pool,), name="parhash-pool-stop", daemon=True
     )
-    stopper.start()
+    try:
+        stopper.start()
+    except RuntimeError:  # no thread can start (ulimit -v, -u): the data may be complete
+        _stop_without_a_thread(pool, before)
+        return
     deadline = time.monotonic() + (BROKEN_TERMINATE_DEADLINE if broken else TERMINATE_DEADLINE)
     while stopper.is_alive() and time.monotonic() < deadline:
         stopper.join(SHUTDOWN_POLL)
@@ -536,6 +541,20 @@ def _shutdown(
     if stopper.is_alive():
         _kill_pool_processes(before)
         stopper.join(BROKEN_TERMINATE_DEADLINE)
+
+
+def _stop_without_a_thread(pool: multiprocessing.pool.Pool, before: set[int]) -> None:
+    """Stop a pool when no stopper thread can start (found in review under ``ulimit -v``:
+    the output was complete, and dropping it for a failed thread start was wrong). No new
+    worker is started (``close``), every process is killed, and the pool's finalizer is
+    cancelled: at exit it would wait for the inqueue lock a killed worker held
+    (https://github.com/python/cpython/issues/96062), which hung the run."""
+    with contextlib.suppress(Exception):
+        pool.close()
+    _kill_pool_processes(before)
+    finalizer = getattr(pool, "_terminate", None)
+    if finalizer is not None:
+        finalizer.cancel()
 
 
 def _terminate_and_join(pool: multiprocessing.pool.Pool) -> None:
