@@ -14,7 +14,9 @@ Every path lands in exactly one class:
 - ``corrupted``: digest differs but size and mtime are identical: bit rot or tampering
   that an mtime-based tool cannot see.
 - ``moved``: a removed path and an added path with the same digest and size (non-empty
-  files; pairs are matched in path order when several share a digest).
+  files; pairs are matched in path order when several share a digest). Inside a directory
+  move (every movable file below ``a/`` now below ``b/`` under the same relative name) an
+  empty file ``a/x`` with ``b/x`` empty too is paired as a move of that directory.
 - ``removed`` / ``added``: only in the manifest / only in the tree.
 - ``unreadable``: the scan produced an error record for it.
 
@@ -31,6 +33,7 @@ import os
 import sqlite3
 import stat
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from os import fsdecode, fsencode
@@ -48,6 +51,12 @@ CACHE_KIB = 16 * 1024
 
 #: Rows per executemany call while loading.
 LOAD_CHUNK = 5000
+
+#: Fewest files a directory move has: one file that moved is reported as what it is.
+MIN_DIRECTORY_FILES = 2
+
+#: A directory pair (old ri, old directory key, new ri, new directory key).
+DirectoryPair = tuple[int, str, int, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +125,8 @@ class AuditStore:
         #: The manifest's header says its paths are relative (``--relative``): a path is
         #: its key as it stands, even one that starts with the root's name.
         self.relative_paths = False
+        #: Directory moves ``diff`` recognised (their empty files paired as moves too).
+        self.directories: set[DirectoryPair] = set()
 
     def close(self) -> None:
         self.db.close()
@@ -234,6 +245,41 @@ class AuditStore:
         if size_range != (None, None):
             self._keep_out_of_range(*size_range)
         self.db.executescript(_DIFF_SQL)
+        self.directories = self._directory_moves()
+
+    def _directory_counts(self) -> Counter[DirectoryPair]:
+        """How many moves each candidate directory pair groups: one pass over the moves,
+        one counter per pair (bounded by directories, not files)."""
+        counts: Counter[DirectoryPair] = Counter()
+        for old_ri, old_key, new_ri, new_key in self.moved_rows():
+            for old, new in directory_levels(old_key, new_key):
+                counts[old_ri, old, new_ri, new] += 1
+        return counts
+
+    def _directory_moves(self) -> set[DirectoryPair]:
+        """The directory pairs every movable file below the old one moved into, each
+        under the same relative name (a partial move stays file moves), with their empty
+        files paired (``_adopt``) before the count must reach ``MIN_DIRECTORY_FILES``:
+        ``src/{main.py, __init__.py}`` is a directory of 2 files."""
+        whole = {
+            pair
+            for pair, n in self._directory_counts().items()
+            if n == self.movable_below(pair[0], pair[1])
+        }
+        for pair in whole:
+            self._adopt(pair)
+        counts = self._directory_counts()
+        return {pair for pair in whole if counts[pair] >= MIN_DIRECTORY_FILES}
+
+    def _adopt(self, pair: DirectoryPair) -> None:
+        """Pair, as moves of a recognised directory move, the files below it that the
+        digest pairing skips: empty files (all share one digest, so pairing them by digest
+        would be guesswork) and any other file found under the same relative name below
+        the new directory with the same digest and size."""
+        old_ri, old, new_ri, new = pair
+        low, high = _prefix_range(old)
+        prefix = fsencode(new) + os.sep.encode()
+        self.db.execute(_ADOPT_SQL, (new_ri, prefix, len(low) + 1, old_ri, low, high))
 
     def _keep(self, ri: int, lo: bytes, hi: bytes) -> None:
         """Move the old rows of root ``ri`` with ``lo <= key < hi`` to ``kept``."""
@@ -350,6 +396,16 @@ class AuditStore:
         return child_prefix(out_root) + key
 
 
+def directory_levels(old: str, new: str) -> Iterator[tuple[str, str]]:
+    """The (old directory, new directory) pairs a move could belong to, deepest first:
+    ``a/b/f -> x/b/f`` gives (a/b, x/b) then (a, x); the name below must be the same."""
+    old_parts, new_parts = old.split(os.sep), new.split(os.sep)
+    for level in range(1, min(len(old_parts), len(new_parts))):
+        if old_parts[-level] != new_parts[-level]:
+            return
+        yield os.sep.join(old_parts[:-level]), os.sep.join(new_parts[:-level])
+
+
 def out_of_range(size: int | None, low: int | None, high: int | None) -> bool:
     """Whether --min-size/--max-size skip a file of ``size`` bytes (unknown: they don't)."""
     if size is None:
@@ -414,6 +470,21 @@ CREATE TABLE moved AS
      AND (gone.size IS NULL OR gone.size = came.size);
 CREATE UNIQUE INDEX moved_old ON moved (old_ri, old_key);
 CREATE UNIQUE INDEX moved_new ON moved (new_ri, new_key);
+"""
+
+# The new key is the new directory's prefix and the old key's rest: BLOB bytes joined with
+# ``||`` (which yields TEXT of the same bytes) and cast back, so non-UTF-8 names still match.
+_ADOPT_SQL = """
+INSERT INTO moved
+SELECT new.ri, new.key, old.ri, old.key
+FROM old JOIN new ON new.ri = ? AND new.key = CAST(? || substr(old.key, ?) AS BLOB)
+WHERE old.ri = ? AND old.key >= ? AND old.key < ?
+  AND old.hash = new.hash AND old.error IS NULL AND new.error IS NULL
+  AND (old.size IS NULL OR old.size = new.size)
+  AND NOT EXISTS (SELECT 1 FROM new AS here WHERE here.ri = old.ri AND here.key = old.key)
+  AND NOT EXISTS (SELECT 1 FROM old AS was WHERE was.ri = new.ri AND was.key = new.key)
+  AND NOT EXISTS (SELECT 1 FROM moved WHERE old_ri = old.ri AND old_key = old.key)
+  AND NOT EXISTS (SELECT 1 FROM moved WHERE new_ri = new.ri AND new_key = new.key)
 """
 
 _OLD = "old.path, old.size, old.mtime, old.hash, old.error"

@@ -4,14 +4,13 @@ document. Every renderer streams events from the store, class by class, in path 
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from parhash.audit import CLASSES, AuditEvent, AuditStore, Side
+from parhash.audit import CLASSES, AuditEvent, AuditStore, Side, directory_levels
 from parhash.output import plural, sanitize
 from parhash.report import json_string
 
@@ -40,10 +39,6 @@ _EXPLAIN = {
 }
 
 
-#: Fewest files a directory move has: one file that moved is reported as what it is.
-MIN_DIRECTORY_FILES = 2
-
-
 @dataclass(frozen=True, slots=True)
 class DirectoryMove:
     """Every manifest file below ``old`` (root ``old_ri``) is now below ``new`` under the
@@ -56,38 +51,22 @@ class DirectoryMove:
     count: int
 
 
-def _levels(old: str, new: str) -> Iterator[tuple[str, str]]:
-    """The (old directory, new directory) pairs a move could belong to, deepest first:
-    ``a/b/f -> x/b/f`` gives (a/b, x/b) then (a, x); the name below must be the same."""
-    old_parts, new_parts = old.split(os.sep), new.split(os.sep)
-    for level in range(1, min(len(old_parts), len(new_parts))):
-        if old_parts[-level] != new_parts[-level]:
-            return
-        yield os.sep.join(old_parts[:-level]), os.sep.join(new_parts[:-level])
-
-
 class DirectoryMoves:
     """The moves that are moves of whole directories (issue 10 item 20).
 
-    A directory moved when every file the manifest had below it moved to one new
-    directory, each with the same relative name; a partial move stays file moves (empty
-    files never pair as moves, so they are not counted either). Each
-    file belongs to the highest such directory (``photos -> archive/photos``, not one
-    move per subdirectory). Two passes over the moves, keeping one counter per candidate
-    directory pair (bounded by directories, not files), and one indexed count per pair.
+    Which directories moved is the store's decision (``AuditStore.directories``, made
+    before the counts, which include the empty files it pairs); here each file belongs
+    to the highest such directory (``photos -> archive/photos``, not one move per
+    subdirectory), and a directory's count is every move it groups, empty files included.
     """
 
     def __init__(self, store: AuditStore) -> None:
         self.store = store
         candidates: Counter[tuple[int, str, int, str]] = Counter()
         for old_ri, old_key, new_ri, new_key in store.moved_rows():
-            for old, new in _levels(old_key, new_key):
+            for old, new in directory_levels(old_key, new_key):
                 candidates[old_ri, old, new_ri, new] += 1
-        self.valid = {
-            pair: n
-            for pair, n in candidates.items()
-            if n >= MIN_DIRECTORY_FILES and n == store.movable_below(pair[0], pair[1])
-        }
+        self.valid = {pair: n for pair, n in candidates.items() if pair in store.directories}
         # A valid pair whose parent pair is valid too is part of that bigger move.
         self.moves = [
             DirectoryMove(*pair, n)
@@ -100,12 +79,12 @@ class DirectoryMoves:
 
     def _inner(self, pair: tuple[int, str, int, str]) -> bool:
         old_ri, old, new_ri, new = pair
-        parent = next(_levels(old, new), None)
+        parent = next(directory_levels(old, new), None)
         return parent is not None and (old_ri, parent[0], new_ri, parent[1]) in self.valid
 
     def _highest(self, old_ri: int, old_key: str, new_ri: int, new_key: str):
         best = None
-        for old, new in _levels(old_key, new_key):
+        for old, new in directory_levels(old_key, new_key):
             if (old_ri, old, new_ri, new) in self.valid:
                 best = (old_ri, old, new_ri, new)
         return best
@@ -113,7 +92,7 @@ class DirectoryMoves:
     def of(self, event: AuditEvent) -> DirectoryMove | None:
         """The directory move a ``moved`` event is part of, if any."""
         best = None
-        for pair in _levels(event.moved_from or "", event.key):
+        for pair in directory_levels(event.moved_from or "", event.key):
             best = self.by_display.get(pair, best)
         return best
 

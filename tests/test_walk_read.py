@@ -445,3 +445,56 @@ def test_moved_directory_entry_in_json(moved_tree, fmt):
     files = {c["path"]: c["from"] for c in changes if c["class"] == "moved"}
     assert len(files) == 1002  # every file keeps its own entry
     assert all(files[p] == p.removeprefix("archive/") for p in moved)
+
+
+# ------------------------------------------ directory moves with empty files (review D4)
+
+
+@pytest.fixture
+def moved_with_empties(tmp_path):
+    """a/ holds three empty files (one with a non-UTF-8 name, one in a subdirectory) and
+    two non-empty ones; a/ is renamed to b/ with os.rename after the scan."""
+    spec = {"e1": b"", b"\xffe2": b"", "sub": {"e3": b"", "n2": b"two"}, "n1": b"one"}
+    tree = write_tree(tmp_path / "tree", {"a": spec, "keep": b"keep"})
+    made = run_cli(
+        "scan", "-q", "-f", "jsonl", "-a", "sha256", "-o", "m.jsonl", "tree", cwd=tmp_path
+    )
+    assert made.returncode == 0, made.stderr
+    os.rename(tree / "a", tree / "b")
+    moved = sorted(
+        os.path.relpath(os.path.join(os.fsencode(d), f), os.fsencode(tree))
+        for d, _, names in os.walk(os.fsencode(tree / "b"))
+        for f in names
+    )
+    assert len(moved) == 5
+    return tmp_path, [os.fsdecode(p) for p in moved]
+
+
+def test_directory_move_counts_its_empty_files(moved_with_empties):
+    base, _moved = moved_with_empties
+    result = run_cli("audit", "m.jsonl", cwd=base)
+    report = result.stdout.decode("utf-8", "surrogateescape")
+    assert "5 changes: 5 moved" in report, report
+    assert "removed" not in report and "added" not in report, report
+    assert _section(report, "moved (5)") == ["  b/  (from a/: a directory of 5 files)"]
+    strict = run_cli("audit", "--fail-on", "removed,added", "m.jsonl", cwd=base)
+    assert strict.returncode == 0, strict.stdout.decode() + strict.stderr
+
+
+@pytest.mark.parametrize("fmt", ["json", "jsonl"])
+def test_directory_move_with_empty_files_in_json(moved_with_empties, fmt):
+    base, moved = moved_with_empties
+    result = run_cli("audit", "-f", fmt, "m.jsonl", cwd=base)
+    text = result.stdout.decode("utf-8", "surrogateescape")
+    if fmt == "json":
+        document = json.loads(text)
+        changes = document["changes"]
+        counts = document["audit"]["counts"]
+        assert counts["moved"] == 5 and counts["removed"] == counts["added"] == 0, counts
+    else:
+        changes = [json.loads(line) for line in text.splitlines()]
+    assert {c["class"] for c in changes} == {"moved", "moved-directory"}, changes
+    (directory,) = [c for c in changes if c["class"] == "moved-directory"]
+    assert directory["count"] == 5 and directory["files"] == moved
+    files = {c["path"]: c["from"] for c in changes if c["class"] == "moved"}
+    assert files == {p: "a" + p[1:] for p in moved}
