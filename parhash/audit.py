@@ -11,10 +11,17 @@ Every path lands in exactly one class:
 - ``unchanged``: same digest.
 - ``modified``: digest differs and so does size or mtime (or the manifest had no size and
   mtime, as in a sums file, or had an error for it).
-- ``corrupted``: digest differs but size and mtime are identical: bit rot or tampering
-  that an mtime-based tool cannot see.
-- ``moved``: a removed path and an added path with the same digest and size (non-empty
-  files; pairs are matched in path order when several share a digest). Inside a directory
+- ``corrupted``: digest differs but size and mtime are identical, and the new content is
+  no other entry's content moved here (below): bit rot or tampering that an mtime-based
+  tool cannot see.
+- ``moved``: a path whose content (digest and size; non-empty files) is the old content of
+  a different manifest path that is gone or holds other content now. The new path may be
+  in the tree only (an added path) or in both with other content before (it was
+  replaced: ``mv new current`` makes ``current`` moved from ``new``, not corrupted); the
+  old content of a replaced path found elsewhere is a move too (``mv current previous``
+  first: ``previous`` moved from ``current``). Pairs are matched in path order when
+  several share a digest. A replaced path whose new content is in no manifest entry is
+  ``modified`` or ``corrupted`` as above, even if its old content moved away. Inside a directory
   move (every movable file below ``a/`` now below ``b/`` under the same relative name) an
   empty file ``a/x`` with ``b/x`` empty too is paired as a move of that directory.
 - ``removed`` / ``added``: only in the manifest / only in the tree.
@@ -451,18 +458,22 @@ def _prefix_range(directory: str) -> tuple[bytes, bytes]:
     return low, low[:-1] + bytes([low[-1] + 1])
 
 
+# ``gone``: old contents no longer at their path (removed, or the path now holds other
+# content); ``came``: new contents not at their path before (added, or replacing other
+# content). A pair is a move; a path in both is moved here, not corrupted or modified.
 _DIFF_SQL = """
 CREATE TABLE gone AS
     SELECT old.ri, old.key, old.hash, old.size,
            ROW_NUMBER() OVER (PARTITION BY old.hash, old.size ORDER BY old.ri, old.key) AS rn
     FROM old LEFT JOIN new ON new.ri = old.ri AND new.key = old.key
-    WHERE new.key IS NULL AND old.hash IS NOT NULL AND old.error IS NULL
-      AND (old.size IS NULL OR old.size > 0);
+    WHERE (new.key IS NULL OR (new.error IS NULL AND new.hash != old.hash))
+      AND old.hash IS NOT NULL AND old.error IS NULL AND (old.size IS NULL OR old.size > 0);
 CREATE TABLE came AS
     SELECT new.ri, new.key, new.hash, new.size,
            ROW_NUMBER() OVER (PARTITION BY new.hash, new.size ORDER BY new.ri, new.key) AS rn
     FROM new LEFT JOIN old ON old.ri = new.ri AND old.key = new.key
-    WHERE old.key IS NULL AND new.hash IS NOT NULL AND new.error IS NULL AND new.size > 0;
+    WHERE (old.key IS NULL OR (old.error IS NULL AND old.hash != new.hash))
+      AND new.hash IS NOT NULL AND new.error IS NULL AND new.size > 0;
 CREATE TABLE moved AS
     SELECT came.ri AS new_ri, came.key AS new_key, gone.ri AS old_ri, gone.key AS old_key
     FROM gone JOIN came
@@ -494,16 +505,20 @@ _BOTH = "FROM old JOIN new ON new.ri = old.ri AND new.key = old.key"
 _OLD_ONLY = "FROM old LEFT JOIN new ON new.ri = old.ri AND new.key = old.key"
 _NEW_ONLY = "FROM new LEFT JOIN old ON old.ri = new.ri AND old.key = new.key"
 
+_NOT_MOVED_HERE = "NOT EXISTS (SELECT 1 FROM moved WHERE new_ri = new.ri AND new_key = new.key)"
+
 _WHERE = {
     "unreadable": f"{_NEW_ONLY} WHERE new.error IS NOT NULL",
     "unchanged": f"{_BOTH} WHERE new.error IS NULL AND old.hash = new.hash",
     "corrupted": (
         f"{_BOTH} WHERE new.error IS NULL AND old.error IS NULL "
-        "AND old.hash != new.hash AND old.size = new.size AND old.mtime = new.mtime"
+        "AND old.hash != new.hash AND old.size = new.size AND old.mtime = new.mtime "
+        f"AND {_NOT_MOVED_HERE}"
     ),
     "modified": (
         f"{_BOTH} WHERE new.error IS NULL AND (old.error IS NOT NULL "
-        "OR (old.hash != new.hash AND NOT (old.size IS new.size AND old.mtime IS new.mtime)))"
+        "OR (old.hash != new.hash AND NOT (old.size IS new.size AND old.mtime IS new.mtime))) "
+        f"AND {_NOT_MOVED_HERE}"
     ),
     "removed": (
         f"{_OLD_ONLY} WHERE new.key IS NULL AND NOT EXISTS "

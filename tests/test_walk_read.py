@@ -498,3 +498,74 @@ def test_directory_move_with_empty_files_in_json(moved_with_empties, fmt):
     assert directory["count"] == 5 and directory["files"] == moved
     files = {c["path"]: c["from"] for c in changes if c["class"] == "moved"}
     assert files == {p: "a" + p[1:] for p in moved}
+
+
+# ------------------------------------- replaced content is a move, not corruption (D3)
+
+
+def _rotation_tree(base: Path) -> dict[str, bytes]:
+    """current/ and new/ with three files each, same sizes and one mtime, scanned."""
+    spec = {
+        d: {f"f{i}": b"%s-%d\n" % (v, i) for i in (1, 2, 3)}
+        for d, v in [("current", b"v1"), ("new", b"v2")]
+    }
+    tree = write_tree(base / "m9", spec)
+    for d in spec:
+        for name in spec[d]:
+            os.utime(tree / d / name, ns=(1_767_225_600 * 10**9,) * 2)
+    made = run_cli("scan", "-q", "-f", "jsonl", "-a", "sha256", "-o", "m.jsonl", "m9", cwd=base)
+    assert made.returncode == 0, made.stderr
+    return {f"{d}/{n}": data for d, files in spec.items() for n, data in files.items()}
+
+
+def test_rotated_directories_are_moves_not_corruption(tmp_path):
+    before = _rotation_tree(tmp_path)
+    tree = tmp_path / "m9"
+    os.rename(tree / "current", tree / "previous")
+    os.rename(tree / "new", tree / "current")
+    result = run_cli("audit", "-f", "json", "m.jsonl", cwd=tmp_path)
+    document = json.loads(result.stdout)
+    counts = document["audit"]["counts"]
+    assert counts["moved"] == 6 and counts["corrupted"] == 0, counts
+    assert counts["removed"] == counts["added"] == counts["modified"] == 0, counts
+    moves = {c["path"]: c["from"] for c in document["changes"] if c["class"] == "moved"}
+    # Independently: each path's content now, found under its old path in the manifest.
+    now = {str(p.relative_to(tree)): p.read_bytes() for p in tree.rglob("*") if p.is_file()}
+    expected = {path: next(k for k, v in before.items() if v == data) for path, data in now.items()}
+    assert moves == expected
+    for change in document["changes"]:
+        if change["class"] == "moved":
+            assert change["new"]["hash"] == hashlib.sha256(now[change["path"]]).hexdigest()
+
+
+def test_bit_flip_with_restored_mtime_is_still_corrupted_next_to_a_rotation(tmp_path):
+    """current/f2 rots after the rotation: same size and mtime as the manifest's
+    current/f2, content that no manifest entry had, so corrupted; new/f2's content is
+    nowhere now (removed); the other five paths are still moves."""
+    _rotation_tree(tmp_path)
+    tree = tmp_path / "m9"
+    os.rename(tree / "current", tree / "previous")
+    os.rename(tree / "new", tree / "current")
+    victim = tree / "current" / "f2"
+    st = victim.stat()
+    data = bytearray(victim.read_bytes())
+    data[0] ^= 0x01
+    victim.write_bytes(bytes(data))
+    os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns))
+    result = run_cli("audit", "-f", "jsonl", "m.jsonl", cwd=tmp_path)
+    assert result.returncode == 1
+    changes = records(result.stdout)
+    by_class: dict[str, list[str]] = {}
+    for change in changes:
+        by_class.setdefault(change["class"], []).append(change["path"])
+    assert by_class["corrupted"] == ["current/f2"], changes
+    assert by_class["removed"] == ["new/f2"], changes
+    assert sorted(by_class["moved"]) == [
+        "current/f1",
+        "current/f3",
+        "previous/f1",
+        "previous/f2",
+        "previous/f3",
+    ]
+    (rot,) = [c for c in changes if c["class"] == "corrupted"]
+    assert rot["new"]["hash"] == hashlib.sha256(bytes(data)).hexdigest()
