@@ -23,7 +23,10 @@ Every path lands in exactly one class:
   several share a digest. A replaced path whose new content is in no manifest entry is
   ``modified`` or ``corrupted`` as above, even if its old content moved away. Inside a directory
   move (every movable file below ``a/`` now below ``b/`` under the same relative name) an
-  empty file ``a/x`` with ``b/x`` empty too is paired as a move of that directory.
+  empty file ``a/x`` with ``b/x`` empty too is paired as a move of that directory. A
+  directory move needs ``DIRECTORY_SHARE`` (90 %) of the movable files below ``a/`` to
+  have moved to ``b/`` together; of the rest, ``a/x`` edited into ``b/x`` is ``modified``
+  (from ``a/x``), and every one is listed as an exception of the directory move.
 - ``removed`` / ``added``: only in the manifest / only in the tree.
 - ``unreadable``: the scan produced an error record for it.
 
@@ -62,6 +65,12 @@ LOAD_CHUNK = 5000
 #: Fewest files a directory move has: one file that moved is reported as what it is.
 MIN_DIRECTORY_FILES = 2
 
+#: Share of a directory's movable files that must move together under the same relative
+#: names for the whole to be one directory move (the rest listed as its exceptions): high
+#: enough that two directories merely sharing many files are not called a move, low
+#: enough that editing a file or two while moving a directory keeps the grouping.
+DIRECTORY_SHARE = 0.9
+
 #: A directory pair (old ri, old directory key, new ri, new directory key).
 DirectoryPair = tuple[int, str, int, str]
 
@@ -85,7 +94,7 @@ class AuditEvent:
     key: str
     old: Side | None
     new: Side | None
-    moved_from: str | None = None  #: ``moved``: the old key
+    moved_from: str | None = None  #: ``moved``, an edited ``modified``: the old key
 
 
 class AuditStore:
@@ -271,22 +280,38 @@ class AuditStore:
         whole = {
             pair
             for pair, n in self._directory_counts().items()
-            if n == self.movable_below(pair[0], pair[1])
+            if n >= DIRECTORY_SHARE * self.movable_below(pair[0], pair[1])
         }
         for pair in whole:
-            self._adopt(pair)
+            self._adopt(pair, "moved")
         counts = self._directory_counts()
-        return {pair for pair in whole if counts[pair] >= MIN_DIRECTORY_FILES}
+        found = {pair for pair in whole if counts[pair] >= MIN_DIRECTORY_FILES}
+        for pair in found:
+            self._adopt(pair, "edited")
+        return found
 
-    def _adopt(self, pair: DirectoryPair) -> None:
-        """Pair, as moves of a recognised directory move, the files below it that the
-        digest pairing skips: empty files (all share one digest, so pairing them by digest
-        would be guesswork) and any other file found under the same relative name below
-        the new directory with the same digest and size."""
+    def _adopt(self, pair: DirectoryPair, table: str) -> None:
+        """Pair the files below a directory move with the files under the same relative
+        names below its new directory that no other pairing took: into ``moved`` those
+        with the same digest and size (empty files: all share one digest, so pairing them
+        by digest would be guesswork), into ``edited`` those with other content (a file
+        changed while its directory moved is ``modified``, from its old path)."""
+        self.db.execute(_ADOPT[table], self._below_args(pair))
+
+    def _below_args(self, pair: DirectoryPair) -> dict[str, object]:
+        """The parameters of ``_OLD_BELOW`` and ``_NEW_KEY`` for a directory pair."""
         old_ri, old, new_ri, new = pair
         low, high = _prefix_range(old)
         prefix = fsencode(new) + os.sep.encode()
-        self.db.execute(_ADOPT_SQL, (new_ri, prefix, len(low) + 1, old_ri, low, high))
+        return dict(
+            old_ri=old_ri, low=low, high=high, new_ri=new_ri, prefix=prefix, cut=len(low) + 1
+        )
+
+    def strays(self, pair: DirectoryPair) -> Iterator[str]:
+        """The manifest's files below a directory move's old directory that did not move
+        with it (edited, removed, moved elsewhere, unreadable): its exceptions."""
+        for ri, key in self.db.execute(_STRAYS_SQL, self._below_args(pair)):
+            yield self.display(ri, fsdecode(key))
 
     def _keep(self, ri: int, lo: bytes, hi: bytes) -> None:
         """Move the old rows of root ``ri`` with ``lo <= key < hi`` to ``kept``."""
@@ -481,21 +506,44 @@ CREATE TABLE moved AS
      AND (gone.size IS NULL OR gone.size = came.size);
 CREATE UNIQUE INDEX moved_old ON moved (old_ri, old_key);
 CREATE UNIQUE INDEX moved_new ON moved (new_ri, new_key);
+CREATE TABLE edited (new_ri INTEGER, new_key BLOB, old_ri INTEGER, old_key BLOB);
+CREATE UNIQUE INDEX edited_old ON edited (old_ri, old_key);
+CREATE UNIQUE INDEX edited_new ON edited (new_ri, new_key);
 """
 
 # The new key is the new directory's prefix and the old key's rest: BLOB bytes joined with
 # ``||`` (which yields TEXT of the same bytes) and cast back, so non-UTF-8 names still match.
+_NEW_KEY = "CAST(:prefix || substr(old.key, :cut) AS BLOB)"
+_SAME_NAME = f"new.ri = :new_ri AND new.key = {_NEW_KEY}"
+_OLD_BELOW = "old.ri = :old_ri AND old.key >= :low AND old.key < :high"
+
 _ADOPT_SQL = """
-INSERT INTO moved
+INSERT INTO {table}
 SELECT new.ri, new.key, old.ri, old.key
-FROM old JOIN new ON new.ri = ? AND new.key = CAST(? || substr(old.key, ?) AS BLOB)
-WHERE old.ri = ? AND old.key >= ? AND old.key < ?
-  AND old.hash = new.hash AND old.error IS NULL AND new.error IS NULL
-  AND (old.size IS NULL OR old.size = new.size)
+FROM old JOIN new ON {same_name}
+WHERE {old_below} AND {content} AND old.error IS NULL AND new.error IS NULL
   AND NOT EXISTS (SELECT 1 FROM new AS here WHERE here.ri = old.ri AND here.key = old.key)
   AND NOT EXISTS (SELECT 1 FROM old AS was WHERE was.ri = new.ri AND was.key = new.key)
   AND NOT EXISTS (SELECT 1 FROM moved WHERE old_ri = old.ri AND old_key = old.key)
   AND NOT EXISTS (SELECT 1 FROM moved WHERE new_ri = new.ri AND new_key = new.key)
+  AND NOT EXISTS (SELECT 1 FROM {table} AS t WHERE t.old_ri = old.ri AND t.old_key = old.key)
+"""
+_ADOPT = {
+    "moved": _ADOPT_SQL.format(
+        table="moved",
+        same_name=_SAME_NAME,
+        old_below=_OLD_BELOW,
+        content="old.hash = new.hash AND (old.size IS NULL OR old.size = new.size)",
+    ),
+    "edited": _ADOPT_SQL.format(
+        table="edited", same_name=_SAME_NAME, old_below=_OLD_BELOW, content="old.hash != new.hash"
+    ),
+}
+_STRAYS_SQL = f"""
+SELECT old.ri, old.key FROM old WHERE {_OLD_BELOW} AND NOT EXISTS (
+    SELECT 1 FROM moved WHERE old_ri = old.ri AND old_key = old.key
+       AND new_ri = :new_ri AND new_key = {_NEW_KEY})
+ORDER BY 1, 2
 """
 
 _OLD = "old.path, old.size, old.mtime, old.hash, old.error"
@@ -516,17 +564,22 @@ _WHERE = {
         f"AND {_NOT_MOVED_HERE}"
     ),
     "modified": (
-        f"{_BOTH} WHERE new.error IS NULL AND (old.error IS NOT NULL "
+        "FROM new LEFT JOIN edited ON edited.new_ri = new.ri AND edited.new_key = new.key "
+        "JOIN old ON old.ri = coalesce(edited.old_ri, new.ri) "
+        "AND old.key = coalesce(edited.old_key, new.key) "
+        "WHERE new.error IS NULL AND (edited.new_key IS NOT NULL OR old.error IS NOT NULL "
         "OR (old.hash != new.hash AND NOT (old.size IS new.size AND old.mtime IS new.mtime))) "
         f"AND {_NOT_MOVED_HERE}"
     ),
     "removed": (
         f"{_OLD_ONLY} WHERE new.key IS NULL AND NOT EXISTS "
-        "(SELECT 1 FROM moved WHERE old_ri = old.ri AND old_key = old.key)"
+        "(SELECT 1 FROM moved WHERE old_ri = old.ri AND old_key = old.key) AND NOT EXISTS "
+        "(SELECT 1 FROM edited WHERE old_ri = old.ri AND old_key = old.key)"
     ),
     "added": (
         f"{_NEW_ONLY} WHERE old.key IS NULL AND new.error IS NULL AND NOT EXISTS "
-        "(SELECT 1 FROM moved WHERE new_ri = new.ri AND new_key = new.key)"
+        "(SELECT 1 FROM moved WHERE new_ri = new.ri AND new_key = new.key) AND NOT EXISTS "
+        "(SELECT 1 FROM edited WHERE new_ri = new.ri AND new_key = new.key)"
     ),
     "moved": (
         "FROM moved JOIN old ON old.ri = moved.old_ri AND old.key = moved.old_key "
@@ -539,6 +592,7 @@ _COLUMNS = {
     "added": f"new.ri, new.key, NULL, NULL, {_NULLS}, {_NEW}",
     "unreadable": f"new.ri, new.key, NULL, NULL, {_OLD}, {_NEW}",
     "moved": f"moved.new_ri, moved.new_key, moved.old_ri, moved.old_key, {_OLD}, {_NEW}",
+    "modified": f"new.ri, new.key, edited.old_ri, edited.old_key, {_OLD}, {_NEW}",
 }
 _DEFAULT_COLUMNS = f"old.ri, old.key, NULL, NULL, {_OLD}, {_NEW}"
 

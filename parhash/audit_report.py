@@ -96,6 +96,10 @@ class DirectoryMoves:
             best = self.by_display.get(pair, best)
         return best
 
+    def strays(self, move: DirectoryMove) -> Iterator[str]:
+        """The old paths below the moved directory that did not move with it."""
+        return self.store.strays((move.old_ri, move.old, move.new_ri, move.new))
+
     def files(self, move: DirectoryMove) -> Iterator[str]:
         """The new paths of a directory move's files, in path order."""
         for row in self.store.moved_rows(below=(move.new_ri, move.new)):
@@ -103,10 +107,22 @@ class DirectoryMoves:
                 yield self.store.display(row[2], row[3])
 
 
+#: Exceptions of a directory move named on its line in the human report; the rest are
+#: counted (each is in its own class's section anyway; JSON lists them all).
+STRAYS_SHOWN = 5
+
+
 def _directory_line(moves: DirectoryMoves, move: DirectoryMove) -> str:
     store = moves.store
     old, new = store.display(move.old_ri, move.old), store.display(move.new_ri, move.new)
-    return f"  {sanitize(new)}/  (from {sanitize(old)}/: a directory of {move.count:,} files)"
+    strays = list(moves.strays(move))
+    note = ""
+    if strays:
+        names = ", ".join(sanitize(p) for p in strays[:STRAYS_SHOWN])
+        more = len(strays) - STRAYS_SHOWN
+        names += f", and {more:,} more" if more > 0 else ""
+        note = f"; {len(strays):,} did not follow: {names}"
+    return f"  {sanitize(new)}/  (from {sanitize(old)}/: a directory of {move.count:,} files{note})"
 
 
 def _mtime(ns: int | None) -> str:
@@ -123,7 +139,7 @@ def _detail(event: AuditEvent) -> str:
     if event.kind == "unreadable" and new is not None:
         return f"  {sanitize(new.error or '')}"
     if event.kind == "modified" and old is not None and new is not None:
-        parts = []
+        parts = [f"from {sanitize(event.moved_from)}"] if event.moved_from else []
         if old.error is not None:
             parts.append(f"was unreadable: {old.error}")
         if old.size is not None and old.size != new.size:
@@ -229,13 +245,16 @@ def _kinds(verbose: bool) -> list[str]:
 def directory_json(moves: DirectoryMoves, move: DirectoryMove) -> str:
     """A directory move as one JSON object (one line: its size grows with its files):
     ``{"class": "moved-directory", "path": new, "from": old, "count": n, "files": [...]}``,
-    each file by its new path; every file also has its own ``moved`` object."""
+    each file by its new path; every file also has its own ``moved`` object;
+    ``exceptions``: the old paths below ``from`` that did not follow (each in its class)."""
     store = moves.store
     old, new = store.display(move.old_ri, move.old), store.display(move.new_ri, move.new)
     files = ", ".join(map(json_string, moves.files(move)))
+    strays = ", ".join(map(json_string, moves.strays(move)))
     return (
         f'{{"class": "moved-directory", "path": {json_string(new)}, '
-        f'"from": {json_string(old)}, "count": {move.count}, "files": [{files}]}}'
+        f'"from": {json_string(old)}, "count": {move.count}, "files": [{files}], '
+        f'"exceptions": [{strays}]}}'
     )
 
 

@@ -569,3 +569,45 @@ def test_bit_flip_with_restored_mtime_is_still_corrupted_next_to_a_rotation(tmp_
     ]
     (rot,) = [c for c in changes if c["class"] == "corrupted"]
     assert rot["new"]["hash"] == hashlib.sha256(bytes(data)).hexdigest()
+
+
+# ------------------------------ a directory move with an edited file still groups (D5)
+
+
+@pytest.fixture
+def moved_and_edited(tmp_path):
+    """31 files in src/, renamed to dst/ with os.rename, then dst/f5 appended to."""
+    tree = write_tree(tmp_path / "tree", {"src": {f"f{i}": b"c%d\n" % i for i in range(31)}})
+    made = run_cli(
+        "scan", "-q", "-f", "jsonl", "-a", "sha256", "-o", "m.jsonl", "tree", cwd=tmp_path
+    )
+    assert made.returncode == 0, made.stderr
+    os.rename(tree / "src", tree / "dst")
+    with open(tree / "dst" / "f5", "ab") as f:
+        f.write(b"changed\n")
+    return tmp_path, tree
+
+
+def test_directory_move_with_one_edited_file_is_grouped(moved_and_edited):
+    base, _tree = moved_and_edited
+    report = run_cli("audit", "m.jsonl", cwd=base).stdout.decode()
+    assert "31 changes: 1 modified, 30 moved" in report, report
+    assert _section(report, "moved (30)") == [
+        "  dst/  (from src/: a directory of 30 files; 1 did not follow: src/f5)"
+    ]
+    (edited,) = _section(report, "modified (1)")
+    assert edited.startswith("  dst/f5  from src/f5; size 3 -> 11"), edited
+
+
+def test_directory_move_exceptions_in_json(moved_and_edited):
+    base, tree = moved_and_edited
+    result = run_cli("audit", "-f", "json", "m.jsonl", cwd=base)
+    document = json.loads(result.stdout)
+    assert document["audit"]["counts"]["removed"] == document["audit"]["counts"]["added"] == 0
+    changes = document["changes"]
+    (directory,) = [c for c in changes if c["class"] == "moved-directory"]
+    assert directory["count"] == 30 and directory["exceptions"] == ["src/f5"]
+    (modified,) = [c for c in changes if c["class"] == "modified"]
+    assert modified["path"] == "dst/f5" and modified["from"] == "src/f5"
+    expected = hashlib.sha256((tree / "dst" / "f5").read_bytes()).hexdigest()
+    assert modified["new"]["hash"] == expected
