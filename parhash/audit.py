@@ -11,10 +11,22 @@ Every path lands in exactly one class:
 - ``unchanged``: same digest.
 - ``modified``: digest differs and so does size or mtime (or the manifest had no size and
   mtime, as in a sums file, or had an error for it).
-- ``corrupted``: digest differs but size and mtime are identical: bit rot or tampering
-  that an mtime-based tool cannot see.
-- ``moved``: a removed path and an added path with the same digest and size (non-empty
-  files; pairs are matched in path order when several share a digest).
+- ``corrupted``: digest differs but size and mtime are identical, and the new content is
+  no other entry's content moved here (below): bit rot or tampering that an mtime-based
+  tool cannot see.
+- ``moved``: a path whose content (digest and size; non-empty files) is the old content of
+  a different manifest path that is gone or holds other content now. The new path may be
+  in the tree only (an added path) or in both with other content before (it was
+  replaced: ``mv new current`` makes ``current`` moved from ``new``, not corrupted); the
+  old content of a replaced path found elsewhere is a move too (``mv current previous``
+  first: ``previous`` moved from ``current``). Pairs are matched in path order when
+  several share a digest. A replaced path whose new content is in no manifest entry is
+  ``modified`` or ``corrupted`` as above, even if its old content moved away. Inside a directory
+  move (every movable file below ``a/`` now below ``b/`` under the same relative name) an
+  empty file ``a/x`` with ``b/x`` empty too is paired as a move of that directory. A
+  directory move needs ``DIRECTORY_SHARE`` (90 %) of the movable files below ``a/`` to
+  have moved to ``b/`` together; of the rest, ``a/x`` edited into ``b/x`` is ``modified``
+  (from ``a/x``), and every one is listed as an exception of the directory move.
 - ``removed`` / ``added``: only in the manifest / only in the tree.
 - ``unreadable``: the scan produced an error record for it.
 
@@ -31,6 +43,7 @@ import os
 import sqlite3
 import stat
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from os import fsdecode, fsencode
@@ -48,6 +61,18 @@ CACHE_KIB = 16 * 1024
 
 #: Rows per executemany call while loading.
 LOAD_CHUNK = 5000
+
+#: Fewest files a directory move has: one file that moved is reported as what it is.
+MIN_DIRECTORY_FILES = 2
+
+#: Share of a directory's movable files that must move together under the same relative
+#: names for the whole to be one directory move (the rest listed as its exceptions): high
+#: enough that two directories merely sharing many files are not called a move, low
+#: enough that editing a file or two while moving a directory keeps the grouping.
+DIRECTORY_SHARE = 0.9
+
+#: A directory pair (old ri, old directory key, new ri, new directory key).
+DirectoryPair = tuple[int, str, int, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +94,7 @@ class AuditEvent:
     key: str
     old: Side | None
     new: Side | None
-    moved_from: str | None = None  #: ``moved``: the old key
+    moved_from: str | None = None  #: ``moved``, an edited ``modified``: the old key
 
 
 class AuditStore:
@@ -116,6 +141,8 @@ class AuditStore:
         #: The manifest's header says its paths are relative (``--relative``): a path is
         #: its key as it stands, even one that starts with the root's name.
         self.relative_paths = False
+        #: Directory moves ``diff`` recognised (their empty files paired as moves too).
+        self.directories: set[DirectoryPair] = set()
 
     def close(self) -> None:
         self.db.close()
@@ -234,6 +261,57 @@ class AuditStore:
         if size_range != (None, None):
             self._keep_out_of_range(*size_range)
         self.db.executescript(_DIFF_SQL)
+        self.directories = self._directory_moves()
+
+    def _directory_counts(self) -> Counter[DirectoryPair]:
+        """How many moves each candidate directory pair groups: one pass over the moves,
+        one counter per pair (bounded by directories, not files)."""
+        counts: Counter[DirectoryPair] = Counter()
+        for old_ri, old_key, new_ri, new_key in self.moved_rows():
+            for old, new in directory_levels(old_key, new_key):
+                counts[old_ri, old, new_ri, new] += 1
+        return counts
+
+    def _directory_moves(self) -> set[DirectoryPair]:
+        """The directory pairs every movable file below the old one moved into, each
+        under the same relative name (a partial move stays file moves), with their empty
+        files paired (``_adopt``) before the count must reach ``MIN_DIRECTORY_FILES``:
+        ``src/{main.py, __init__.py}`` is a directory of 2 files."""
+        whole = {
+            pair
+            for pair, n in self._directory_counts().items()
+            if n >= DIRECTORY_SHARE * self.movable_below(pair[0], pair[1])
+        }
+        for pair in whole:
+            self._adopt(pair, "moved")
+        counts = self._directory_counts()
+        found = {pair for pair in whole if counts[pair] >= MIN_DIRECTORY_FILES}
+        for pair in found:
+            self._adopt(pair, "edited")
+        return found
+
+    def _adopt(self, pair: DirectoryPair, table: str) -> None:
+        """Pair the files below a directory move with the files under the same relative
+        names below its new directory that no other pairing took: into ``moved`` those
+        with the same digest and size (empty files: all share one digest, so pairing them
+        by digest would be guesswork), into ``edited`` those with other content (a file
+        changed while its directory moved is ``modified``, from its old path)."""
+        self.db.execute(_ADOPT[table], self._below_args(pair))
+
+    def _below_args(self, pair: DirectoryPair) -> dict[str, object]:
+        """The parameters of ``_OLD_BELOW`` and ``_NEW_KEY`` for a directory pair."""
+        old_ri, old, new_ri, new = pair
+        low, high = _prefix_range(old)
+        prefix = fsencode(new) + os.sep.encode()
+        return dict(
+            old_ri=old_ri, low=low, high=high, new_ri=new_ri, prefix=prefix, cut=len(low) + 1
+        )
+
+    def strays(self, pair: DirectoryPair) -> Iterator[str]:
+        """The manifest's files below a directory move's old directory that did not move
+        with it (edited, removed, moved elsewhere, unreadable): its exceptions."""
+        for ri, key in self.db.execute(_STRAYS_SQL, self._below_args(pair)):
+            yield self.display(ri, fsdecode(key))
 
     def _keep(self, ri: int, lo: bytes, hi: bytes) -> None:
         """Move the old rows of root ``ri`` with ``lo <= key < hi`` to ``kept``."""
@@ -350,6 +428,16 @@ class AuditStore:
         return child_prefix(out_root) + key
 
 
+def directory_levels(old: str, new: str) -> Iterator[tuple[str, str]]:
+    """The (old directory, new directory) pairs a move could belong to, deepest first:
+    ``a/b/f -> x/b/f`` gives (a/b, x/b) then (a, x); the name below must be the same."""
+    old_parts, new_parts = old.split(os.sep), new.split(os.sep)
+    for level in range(1, min(len(old_parts), len(new_parts))):
+        if old_parts[-level] != new_parts[-level]:
+            return
+        yield os.sep.join(old_parts[:-level]), os.sep.join(new_parts[:-level])
+
+
 def out_of_range(size: int | None, low: int | None, high: int | None) -> bool:
     """Whether --min-size/--max-size skip a file of ``size`` bytes (unknown: they don't)."""
     if size is None:
@@ -395,18 +483,22 @@ def _prefix_range(directory: str) -> tuple[bytes, bytes]:
     return low, low[:-1] + bytes([low[-1] + 1])
 
 
+# ``gone``: old contents no longer at their path (removed, or the path now holds other
+# content); ``came``: new contents not at their path before (added, or replacing other
+# content). A pair is a move; a path in both is moved here, not corrupted or modified.
 _DIFF_SQL = """
 CREATE TABLE gone AS
     SELECT old.ri, old.key, old.hash, old.size,
            ROW_NUMBER() OVER (PARTITION BY old.hash, old.size ORDER BY old.ri, old.key) AS rn
     FROM old LEFT JOIN new ON new.ri = old.ri AND new.key = old.key
-    WHERE new.key IS NULL AND old.hash IS NOT NULL AND old.error IS NULL
-      AND (old.size IS NULL OR old.size > 0);
+    WHERE (new.key IS NULL OR (new.error IS NULL AND new.hash != old.hash))
+      AND old.hash IS NOT NULL AND old.error IS NULL AND (old.size IS NULL OR old.size > 0);
 CREATE TABLE came AS
     SELECT new.ri, new.key, new.hash, new.size,
            ROW_NUMBER() OVER (PARTITION BY new.hash, new.size ORDER BY new.ri, new.key) AS rn
     FROM new LEFT JOIN old ON old.ri = new.ri AND old.key = new.key
-    WHERE old.key IS NULL AND new.hash IS NOT NULL AND new.error IS NULL AND new.size > 0;
+    WHERE (old.key IS NULL OR (old.error IS NULL AND old.hash != new.hash))
+      AND new.hash IS NOT NULL AND new.error IS NULL AND new.size > 0;
 CREATE TABLE moved AS
     SELECT came.ri AS new_ri, came.key AS new_key, gone.ri AS old_ri, gone.key AS old_key
     FROM gone JOIN came
@@ -414,6 +506,44 @@ CREATE TABLE moved AS
      AND (gone.size IS NULL OR gone.size = came.size);
 CREATE UNIQUE INDEX moved_old ON moved (old_ri, old_key);
 CREATE UNIQUE INDEX moved_new ON moved (new_ri, new_key);
+CREATE TABLE edited (new_ri INTEGER, new_key BLOB, old_ri INTEGER, old_key BLOB);
+CREATE UNIQUE INDEX edited_old ON edited (old_ri, old_key);
+CREATE UNIQUE INDEX edited_new ON edited (new_ri, new_key);
+"""
+
+# The new key is the new directory's prefix and the old key's rest: BLOB bytes joined with
+# ``||`` (which yields TEXT of the same bytes) and cast back, so non-UTF-8 names still match.
+_NEW_KEY = "CAST(:prefix || substr(old.key, :cut) AS BLOB)"
+_SAME_NAME = f"new.ri = :new_ri AND new.key = {_NEW_KEY}"
+_OLD_BELOW = "old.ri = :old_ri AND old.key >= :low AND old.key < :high"
+
+_ADOPT_SQL = """
+INSERT INTO {table}
+SELECT new.ri, new.key, old.ri, old.key
+FROM old JOIN new ON {same_name}
+WHERE {old_below} AND {content} AND old.error IS NULL AND new.error IS NULL
+  AND NOT EXISTS (SELECT 1 FROM new AS here WHERE here.ri = old.ri AND here.key = old.key)
+  AND NOT EXISTS (SELECT 1 FROM old AS was WHERE was.ri = new.ri AND was.key = new.key)
+  AND NOT EXISTS (SELECT 1 FROM moved WHERE old_ri = old.ri AND old_key = old.key)
+  AND NOT EXISTS (SELECT 1 FROM moved WHERE new_ri = new.ri AND new_key = new.key)
+  AND NOT EXISTS (SELECT 1 FROM {table} AS t WHERE t.old_ri = old.ri AND t.old_key = old.key)
+"""
+_ADOPT = {
+    "moved": _ADOPT_SQL.format(
+        table="moved",
+        same_name=_SAME_NAME,
+        old_below=_OLD_BELOW,
+        content="old.hash = new.hash AND (old.size IS NULL OR old.size = new.size)",
+    ),
+    "edited": _ADOPT_SQL.format(
+        table="edited", same_name=_SAME_NAME, old_below=_OLD_BELOW, content="old.hash != new.hash"
+    ),
+}
+_STRAYS_SQL = f"""
+SELECT old.ri, old.key FROM old WHERE {_OLD_BELOW} AND NOT EXISTS (
+    SELECT 1 FROM moved WHERE old_ri = old.ri AND old_key = old.key
+       AND new_ri = :new_ri AND new_key = {_NEW_KEY})
+ORDER BY 1, 2
 """
 
 _OLD = "old.path, old.size, old.mtime, old.hash, old.error"
@@ -423,24 +553,33 @@ _BOTH = "FROM old JOIN new ON new.ri = old.ri AND new.key = old.key"
 _OLD_ONLY = "FROM old LEFT JOIN new ON new.ri = old.ri AND new.key = old.key"
 _NEW_ONLY = "FROM new LEFT JOIN old ON old.ri = new.ri AND old.key = new.key"
 
+_NOT_MOVED_HERE = "NOT EXISTS (SELECT 1 FROM moved WHERE new_ri = new.ri AND new_key = new.key)"
+
 _WHERE = {
     "unreadable": f"{_NEW_ONLY} WHERE new.error IS NOT NULL",
     "unchanged": f"{_BOTH} WHERE new.error IS NULL AND old.hash = new.hash",
     "corrupted": (
         f"{_BOTH} WHERE new.error IS NULL AND old.error IS NULL "
-        "AND old.hash != new.hash AND old.size = new.size AND old.mtime = new.mtime"
+        "AND old.hash != new.hash AND old.size = new.size AND old.mtime = new.mtime "
+        f"AND {_NOT_MOVED_HERE}"
     ),
     "modified": (
-        f"{_BOTH} WHERE new.error IS NULL AND (old.error IS NOT NULL "
-        "OR (old.hash != new.hash AND NOT (old.size IS new.size AND old.mtime IS new.mtime)))"
+        "FROM new LEFT JOIN edited ON edited.new_ri = new.ri AND edited.new_key = new.key "
+        "JOIN old ON old.ri = coalesce(edited.old_ri, new.ri) "
+        "AND old.key = coalesce(edited.old_key, new.key) "
+        "WHERE new.error IS NULL AND (edited.new_key IS NOT NULL OR old.error IS NOT NULL "
+        "OR (old.hash != new.hash AND NOT (old.size IS new.size AND old.mtime IS new.mtime))) "
+        f"AND {_NOT_MOVED_HERE}"
     ),
     "removed": (
         f"{_OLD_ONLY} WHERE new.key IS NULL AND NOT EXISTS "
-        "(SELECT 1 FROM moved WHERE old_ri = old.ri AND old_key = old.key)"
+        "(SELECT 1 FROM moved WHERE old_ri = old.ri AND old_key = old.key) AND NOT EXISTS "
+        "(SELECT 1 FROM edited WHERE old_ri = old.ri AND old_key = old.key)"
     ),
     "added": (
         f"{_NEW_ONLY} WHERE old.key IS NULL AND new.error IS NULL AND NOT EXISTS "
-        "(SELECT 1 FROM moved WHERE new_ri = new.ri AND new_key = new.key)"
+        "(SELECT 1 FROM moved WHERE new_ri = new.ri AND new_key = new.key) AND NOT EXISTS "
+        "(SELECT 1 FROM edited WHERE new_ri = new.ri AND new_key = new.key)"
     ),
     "moved": (
         "FROM moved JOIN old ON old.ri = moved.old_ri AND old.key = moved.old_key "
@@ -453,6 +592,7 @@ _COLUMNS = {
     "added": f"new.ri, new.key, NULL, NULL, {_NULLS}, {_NEW}",
     "unreadable": f"new.ri, new.key, NULL, NULL, {_OLD}, {_NEW}",
     "moved": f"moved.new_ri, moved.new_key, moved.old_ri, moved.old_key, {_OLD}, {_NEW}",
+    "modified": f"new.ri, new.key, edited.old_ri, edited.old_key, {_OLD}, {_NEW}",
 }
 _DEFAULT_COLUMNS = f"old.ri, old.key, NULL, NULL, {_OLD}, {_NEW}"
 

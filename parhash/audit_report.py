@@ -4,14 +4,13 @@ document. Every renderer streams events from the store, class by class, in path 
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from parhash.audit import CLASSES, AuditEvent, AuditStore, Side
+from parhash.audit import CLASSES, AuditEvent, AuditStore, Side, directory_levels
 from parhash.output import plural, sanitize
 from parhash.report import json_string
 
@@ -40,10 +39,6 @@ _EXPLAIN = {
 }
 
 
-#: Fewest files a directory move has: one file that moved is reported as what it is.
-MIN_DIRECTORY_FILES = 2
-
-
 @dataclass(frozen=True, slots=True)
 class DirectoryMove:
     """Every manifest file below ``old`` (root ``old_ri``) is now below ``new`` under the
@@ -56,38 +51,22 @@ class DirectoryMove:
     count: int
 
 
-def _levels(old: str, new: str) -> Iterator[tuple[str, str]]:
-    """The (old directory, new directory) pairs a move could belong to, deepest first:
-    ``a/b/f -> x/b/f`` gives (a/b, x/b) then (a, x); the name below must be the same."""
-    old_parts, new_parts = old.split(os.sep), new.split(os.sep)
-    for level in range(1, min(len(old_parts), len(new_parts))):
-        if old_parts[-level] != new_parts[-level]:
-            return
-        yield os.sep.join(old_parts[:-level]), os.sep.join(new_parts[:-level])
-
-
 class DirectoryMoves:
     """The moves that are moves of whole directories (issue 10 item 20).
 
-    A directory moved when every file the manifest had below it moved to one new
-    directory, each with the same relative name; a partial move stays file moves (empty
-    files never pair as moves, so they are not counted either). Each
-    file belongs to the highest such directory (``photos -> archive/photos``, not one
-    move per subdirectory). Two passes over the moves, keeping one counter per candidate
-    directory pair (bounded by directories, not files), and one indexed count per pair.
+    Which directories moved is the store's decision (``AuditStore.directories``, made
+    before the counts, which include the empty files it pairs); here each file belongs
+    to the highest such directory (``photos -> archive/photos``, not one move per
+    subdirectory), and a directory's count is every move it groups, empty files included.
     """
 
     def __init__(self, store: AuditStore) -> None:
         self.store = store
         candidates: Counter[tuple[int, str, int, str]] = Counter()
         for old_ri, old_key, new_ri, new_key in store.moved_rows():
-            for old, new in _levels(old_key, new_key):
+            for old, new in directory_levels(old_key, new_key):
                 candidates[old_ri, old, new_ri, new] += 1
-        self.valid = {
-            pair: n
-            for pair, n in candidates.items()
-            if n >= MIN_DIRECTORY_FILES and n == store.movable_below(pair[0], pair[1])
-        }
+        self.valid = {pair: n for pair, n in candidates.items() if pair in store.directories}
         # A valid pair whose parent pair is valid too is part of that bigger move.
         self.moves = [
             DirectoryMove(*pair, n)
@@ -100,12 +79,12 @@ class DirectoryMoves:
 
     def _inner(self, pair: tuple[int, str, int, str]) -> bool:
         old_ri, old, new_ri, new = pair
-        parent = next(_levels(old, new), None)
+        parent = next(directory_levels(old, new), None)
         return parent is not None and (old_ri, parent[0], new_ri, parent[1]) in self.valid
 
     def _highest(self, old_ri: int, old_key: str, new_ri: int, new_key: str):
         best = None
-        for old, new in _levels(old_key, new_key):
+        for old, new in directory_levels(old_key, new_key):
             if (old_ri, old, new_ri, new) in self.valid:
                 best = (old_ri, old, new_ri, new)
         return best
@@ -113,9 +92,13 @@ class DirectoryMoves:
     def of(self, event: AuditEvent) -> DirectoryMove | None:
         """The directory move a ``moved`` event is part of, if any."""
         best = None
-        for pair in _levels(event.moved_from or "", event.key):
+        for pair in directory_levels(event.moved_from or "", event.key):
             best = self.by_display.get(pair, best)
         return best
+
+    def strays(self, move: DirectoryMove) -> Iterator[str]:
+        """The old paths below the moved directory that did not move with it."""
+        return self.store.strays((move.old_ri, move.old, move.new_ri, move.new))
 
     def files(self, move: DirectoryMove) -> Iterator[str]:
         """The new paths of a directory move's files, in path order."""
@@ -124,10 +107,22 @@ class DirectoryMoves:
                 yield self.store.display(row[2], row[3])
 
 
+#: Exceptions of a directory move named on its line in the human report; the rest are
+#: counted (each is in its own class's section anyway; JSON lists them all).
+STRAYS_SHOWN = 5
+
+
 def _directory_line(moves: DirectoryMoves, move: DirectoryMove) -> str:
     store = moves.store
     old, new = store.display(move.old_ri, move.old), store.display(move.new_ri, move.new)
-    return f"  {sanitize(new)}/  (from {sanitize(old)}/: a directory of {move.count:,} files)"
+    strays = list(moves.strays(move))
+    note = ""
+    if strays:
+        names = ", ".join(sanitize(p) for p in strays[:STRAYS_SHOWN])
+        more = len(strays) - STRAYS_SHOWN
+        names += f", and {more:,} more" if more > 0 else ""
+        note = f"; {len(strays):,} did not follow: {names}"
+    return f"  {sanitize(new)}/  (from {sanitize(old)}/: a directory of {move.count:,} files{note})"
 
 
 def _mtime(ns: int | None) -> str:
@@ -144,7 +139,7 @@ def _detail(event: AuditEvent) -> str:
     if event.kind == "unreadable" and new is not None:
         return f"  {sanitize(new.error or '')}"
     if event.kind == "modified" and old is not None and new is not None:
-        parts = []
+        parts = [f"from {sanitize(event.moved_from)}"] if event.moved_from else []
         if old.error is not None:
             parts.append(f"was unreadable: {old.error}")
         if old.size is not None and old.size != new.size:
@@ -250,13 +245,16 @@ def _kinds(verbose: bool) -> list[str]:
 def directory_json(moves: DirectoryMoves, move: DirectoryMove) -> str:
     """A directory move as one JSON object (one line: its size grows with its files):
     ``{"class": "moved-directory", "path": new, "from": old, "count": n, "files": [...]}``,
-    each file by its new path; every file also has its own ``moved`` object."""
+    each file by its new path; every file also has its own ``moved`` object;
+    ``exceptions``: the old paths below ``from`` that did not follow (each in its class)."""
     store = moves.store
     old, new = store.display(move.old_ri, move.old), store.display(move.new_ri, move.new)
     files = ", ".join(map(json_string, moves.files(move)))
+    strays = ", ".join(map(json_string, moves.strays(move)))
     return (
         f'{{"class": "moved-directory", "path": {json_string(new)}, '
-        f'"from": {json_string(old)}, "count": {move.count}, "files": [{files}]}}'
+        f'"from": {json_string(old)}, "count": {move.count}, "files": [{files}], '
+        f'"exceptions": [{strays}]}}'
     )
 
 

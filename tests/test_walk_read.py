@@ -445,3 +445,169 @@ def test_moved_directory_entry_in_json(moved_tree, fmt):
     files = {c["path"]: c["from"] for c in changes if c["class"] == "moved"}
     assert len(files) == 1002  # every file keeps its own entry
     assert all(files[p] == p.removeprefix("archive/") for p in moved)
+
+
+# ------------------------------------------ directory moves with empty files (review D4)
+
+
+@pytest.fixture
+def moved_with_empties(tmp_path):
+    """a/ holds three empty files (one with a non-UTF-8 name, one in a subdirectory) and
+    two non-empty ones; a/ is renamed to b/ with os.rename after the scan."""
+    spec = {"e1": b"", b"\xffe2": b"", "sub": {"e3": b"", "n2": b"two"}, "n1": b"one"}
+    tree = write_tree(tmp_path / "tree", {"a": spec, "keep": b"keep"})
+    made = run_cli(
+        "scan", "-q", "-f", "jsonl", "-a", "sha256", "-o", "m.jsonl", "tree", cwd=tmp_path
+    )
+    assert made.returncode == 0, made.stderr
+    os.rename(tree / "a", tree / "b")
+    moved = sorted(
+        os.path.relpath(os.path.join(os.fsencode(d), f), os.fsencode(tree))
+        for d, _, names in os.walk(os.fsencode(tree / "b"))
+        for f in names
+    )
+    assert len(moved) == 5
+    return tmp_path, [os.fsdecode(p) for p in moved]
+
+
+def test_directory_move_counts_its_empty_files(moved_with_empties):
+    base, _moved = moved_with_empties
+    result = run_cli("audit", "m.jsonl", cwd=base)
+    report = result.stdout.decode("utf-8", "surrogateescape")
+    assert "5 changes: 5 moved" in report, report
+    assert "removed" not in report and "added" not in report, report
+    assert _section(report, "moved (5)") == ["  b/  (from a/: a directory of 5 files)"]
+    strict = run_cli("audit", "--fail-on", "removed,added", "m.jsonl", cwd=base)
+    assert strict.returncode == 0, strict.stdout.decode() + strict.stderr
+
+
+@pytest.mark.parametrize("fmt", ["json", "jsonl"])
+def test_directory_move_with_empty_files_in_json(moved_with_empties, fmt):
+    base, moved = moved_with_empties
+    result = run_cli("audit", "-f", fmt, "m.jsonl", cwd=base)
+    text = result.stdout.decode("utf-8", "surrogateescape")
+    if fmt == "json":
+        document = json.loads(text)
+        changes = document["changes"]
+        counts = document["audit"]["counts"]
+        assert counts["moved"] == 5 and counts["removed"] == counts["added"] == 0, counts
+    else:
+        changes = [json.loads(line) for line in text.splitlines()]
+    assert {c["class"] for c in changes} == {"moved", "moved-directory"}, changes
+    (directory,) = [c for c in changes if c["class"] == "moved-directory"]
+    assert directory["count"] == 5 and directory["files"] == moved
+    files = {c["path"]: c["from"] for c in changes if c["class"] == "moved"}
+    assert files == {p: "a" + p[1:] for p in moved}
+
+
+# ------------------------------------- replaced content is a move, not corruption (D3)
+
+
+def _rotation_tree(base: Path) -> dict[str, bytes]:
+    """current/ and new/ with three files each, same sizes and one mtime, scanned."""
+    spec = {
+        d: {f"f{i}": b"%s-%d\n" % (v, i) for i in (1, 2, 3)}
+        for d, v in [("current", b"v1"), ("new", b"v2")]
+    }
+    tree = write_tree(base / "m9", spec)
+    for d in spec:
+        for name in spec[d]:
+            os.utime(tree / d / name, ns=(1_767_225_600 * 10**9,) * 2)
+    made = run_cli("scan", "-q", "-f", "jsonl", "-a", "sha256", "-o", "m.jsonl", "m9", cwd=base)
+    assert made.returncode == 0, made.stderr
+    return {f"{d}/{n}": data for d, files in spec.items() for n, data in files.items()}
+
+
+def test_rotated_directories_are_moves_not_corruption(tmp_path):
+    before = _rotation_tree(tmp_path)
+    tree = tmp_path / "m9"
+    os.rename(tree / "current", tree / "previous")
+    os.rename(tree / "new", tree / "current")
+    result = run_cli("audit", "-f", "json", "m.jsonl", cwd=tmp_path)
+    document = json.loads(result.stdout)
+    counts = document["audit"]["counts"]
+    assert counts["moved"] == 6 and counts["corrupted"] == 0, counts
+    assert counts["removed"] == counts["added"] == counts["modified"] == 0, counts
+    moves = {c["path"]: c["from"] for c in document["changes"] if c["class"] == "moved"}
+    # Independently: each path's content now, found under its old path in the manifest.
+    now = {str(p.relative_to(tree)): p.read_bytes() for p in tree.rglob("*") if p.is_file()}
+    expected = {path: next(k for k, v in before.items() if v == data) for path, data in now.items()}
+    assert moves == expected
+    for change in document["changes"]:
+        if change["class"] == "moved":
+            assert change["new"]["hash"] == hashlib.sha256(now[change["path"]]).hexdigest()
+
+
+def test_bit_flip_with_restored_mtime_is_still_corrupted_next_to_a_rotation(tmp_path):
+    """current/f2 rots after the rotation: same size and mtime as the manifest's
+    current/f2, content that no manifest entry had, so corrupted; new/f2's content is
+    nowhere now (removed); the other five paths are still moves."""
+    _rotation_tree(tmp_path)
+    tree = tmp_path / "m9"
+    os.rename(tree / "current", tree / "previous")
+    os.rename(tree / "new", tree / "current")
+    victim = tree / "current" / "f2"
+    st = victim.stat()
+    data = bytearray(victim.read_bytes())
+    data[0] ^= 0x01
+    victim.write_bytes(bytes(data))
+    os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns))
+    result = run_cli("audit", "-f", "jsonl", "m.jsonl", cwd=tmp_path)
+    assert result.returncode == 1
+    changes = records(result.stdout)
+    by_class: dict[str, list[str]] = {}
+    for change in changes:
+        by_class.setdefault(change["class"], []).append(change["path"])
+    assert by_class["corrupted"] == ["current/f2"], changes
+    assert by_class["removed"] == ["new/f2"], changes
+    assert sorted(by_class["moved"]) == [
+        "current/f1",
+        "current/f3",
+        "previous/f1",
+        "previous/f2",
+        "previous/f3",
+    ]
+    (rot,) = [c for c in changes if c["class"] == "corrupted"]
+    assert rot["new"]["hash"] == hashlib.sha256(bytes(data)).hexdigest()
+
+
+# ------------------------------ a directory move with an edited file still groups (D5)
+
+
+@pytest.fixture
+def moved_and_edited(tmp_path):
+    """31 files in src/, renamed to dst/ with os.rename, then dst/f5 appended to."""
+    tree = write_tree(tmp_path / "tree", {"src": {f"f{i}": b"c%d\n" % i for i in range(31)}})
+    made = run_cli(
+        "scan", "-q", "-f", "jsonl", "-a", "sha256", "-o", "m.jsonl", "tree", cwd=tmp_path
+    )
+    assert made.returncode == 0, made.stderr
+    os.rename(tree / "src", tree / "dst")
+    with open(tree / "dst" / "f5", "ab") as f:
+        f.write(b"changed\n")
+    return tmp_path, tree
+
+
+def test_directory_move_with_one_edited_file_is_grouped(moved_and_edited):
+    base, _tree = moved_and_edited
+    report = run_cli("audit", "m.jsonl", cwd=base).stdout.decode()
+    assert "31 changes: 1 modified, 30 moved" in report, report
+    assert _section(report, "moved (30)") == [
+        "  dst/  (from src/: a directory of 30 files; 1 did not follow: src/f5)"
+    ]
+    (edited,) = _section(report, "modified (1)")
+    assert edited.startswith("  dst/f5  from src/f5; size 3 -> 11"), edited
+
+
+def test_directory_move_exceptions_in_json(moved_and_edited):
+    base, tree = moved_and_edited
+    result = run_cli("audit", "-f", "json", "m.jsonl", cwd=base)
+    document = json.loads(result.stdout)
+    assert document["audit"]["counts"]["removed"] == document["audit"]["counts"]["added"] == 0
+    changes = document["changes"]
+    (directory,) = [c for c in changes if c["class"] == "moved-directory"]
+    assert directory["count"] == 30 and directory["exceptions"] == ["src/f5"]
+    (modified,) = [c for c in changes if c["class"] == "modified"]
+    assert modified["path"] == "dst/f5" and modified["from"] == "src/f5"
+    expected = hashlib.sha256((tree / "dst" / "f5").read_bytes()).hexdigest()
+    assert modified["new"]["hash"] == expected
