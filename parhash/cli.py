@@ -82,18 +82,35 @@ def _check_algo(name: str) -> str:
 #: ignored in threading._shutdown" (found by test_lifecycle's SIGTERM loop).
 _settled = False
 
+#: The last SIGTERM/SIGHUP seen. The handler raises in whatever code runs, and that can be
+#: a ``__del__`` (the exception is then "ignored") or an ``except Exception`` in a library:
+#: the signal would be lost and the run go on. ``guarded`` checks this when the body
+#: returns, so a swallowed signal still ends the run as interrupted.
+_pending: ExitCode | None = None
+
 
 def _on_sigterm(signum: int, frame: object) -> None:
     """SIGTERM (exit 143) and SIGHUP, a closed terminal (129): stop like Ctrl-C."""
+    global _pending
     code = ExitCode.HANGUP if signum == signal.SIGHUP else ExitCode.TERMINATED
     if _settled:
         os._exit(code)
+    _pending = code
     raise Interrupted(code)
+
+
+def _unraisable(args) -> None:
+    """``sys.unraisablehook``: an Interrupted raised inside a finalizer is not news (it is
+    in ``_pending``, acted on by ``guarded``); anything else goes to Python's hook."""
+    if isinstance(args.exc_value, Interrupted):
+        return
+    sys.__unraisablehook__(args)
 
 
 def _install_signal_handlers() -> None:
     """SIGTERM and SIGHUP end the run through ``guarded``; a SIGHUP ignored at start
     (``nohup``) stays ignored, as the user asked."""
+    sys.unraisablehook = _unraisable
     signal.signal(signal.SIGTERM, _on_sigterm)
     if signal.getsignal(signal.SIGHUP) != signal.SIG_IGN:
         signal.signal(signal.SIGHUP, _on_sigterm)
@@ -459,6 +476,8 @@ def guarded(body: Callable[[Outputs], ExitCode]) -> ExitCode:
     global _settled
     try:
         code = body(outputs)
+        if _pending is not None:  # a signal whose exception a finalizer swallowed
+            raise Interrupted(_pending)
         outputs.commit()
         _settled = True
         return code
