@@ -471,9 +471,10 @@ def guarded(body: Callable[[Outputs], ExitCode]) -> ExitCode:
     """
     from parhash.output import OutputError
 
+    global _settled, _pending
+    _settled, _pending = False, None  # per run: an in-process caller may run several
     _install_signal_handlers()
     outputs = Outputs()
-    global _settled
     try:
         code = body(outputs)
         if _pending is not None:  # a signal whose exception a finalizer swallowed
