@@ -18,9 +18,9 @@ from dataclasses import dataclass, replace
 
 from parhash.audit import AuditStore, out_of_range, write_update
 from parhash.exit_codes import FatalError
+from parhash.layout import manifest_header
 from parhash.manifest import ManifestEntry, ManifestError, ManifestInfo, iter_entries
 from parhash.pipeline import ScanOptions
-from parhash.report import manifest_header
 from parhash.walk import GitignoreFilter, PathFilter, WalkOptions, child_prefix
 
 #: The selection a header records under "options", with the scan's defaults: what an audit

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field, replace
 from typing import BinaryIO
 
 from parhash import hashdeep
+from parhash.algorithms import get_algorithm
 from parhash.exit_codes import ExitCode, FatalError
-from parhash.hashing import get_algorithm
 from parhash.model import Expected, FileRecord, Summary
 from parhash.output import err, sanitize
 from parhash.pipeline import Source, stdin_file_record

@@ -19,8 +19,8 @@ from typing import Annotated, Optional
 import typer
 
 from parhash import versions
+from parhash.algorithms import ALGORITHMS, get_algorithm
 from parhash.exit_codes import ExitCode, FatalError, exhausted, exit_status_help
-from parhash.hashing import ALGORITHMS, get_algorithm
 from parhash.help import Command, Group, examples
 from parhash.output import color_enabled, err, sanitize
 
@@ -342,7 +342,7 @@ def scan(
 
 def _check_algos(spec: str) -> str:
     """Validate ``-a NAME[,NAME...]`` and return it canonical (``sha256,xxh3``)."""
-    from parhash.hashing import parse_algorithms
+    from parhash.algorithms import parse_algorithms
 
     try:
         return ",".join(parse_algorithms(spec))

@@ -23,8 +23,8 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from parhash.algorithms import get_algorithm
 from parhash.exit_codes import FatalError
-from parhash.hashing import get_algorithm
 
 MAGIC = "%%%% HASHDEEP-1.0"
 _COLUMNS = "%%%% "

@@ -7,17 +7,14 @@ multiprocessing start method: fork, forkserver (Python 3.14's default) and spawn
 from __future__ import annotations
 
 import errno
-import functools
-import hashlib
 import os
-import re
 import stat
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import NamedTuple
 
-import xxhash
-
+from parhash.algorithms import Algorithm, get_algorithm
+from parhash.fsutil import LongPathOpener, describe_oserror, file_kind
 from parhash.model import Batch
 from parhash.mounts import PSEUDO_READ_LIMIT
 
@@ -27,114 +24,6 @@ CHUNK_SIZE = 256 * 1024
 
 #: One result per file, in batch order: (size, mtime_ns, hexdigest, error).
 RawResult = tuple["int | None", "int | None", "str | None", "str | None"]
-
-
-@dataclass(frozen=True)
-class Algorithm:
-    """A named digest: how to start a streaming hash, and how to hash one buffer in one call."""
-
-    name: str
-    tag: str  #: the BSD-style tag (``SHA256 (file) = ...``) that coreutils/xxhsum/b3sum print
-    hex_length: int
-    new: Callable[[], object]
-    oneshot: Callable[[memoryview], str]
-
-
-def _hashlib(name: str, tag: str) -> Algorithm:
-    constructor = getattr(hashlib, name.replace("-", "_"))
-    length = constructor().digest_size * 2
-    return Algorithm(name, tag, length, constructor, lambda b: constructor(b).hexdigest())
-
-
-def _blake3_new() -> object:
-    import blake3  # imported lazily: only runs that ask for blake3 pay for it
-
-    return blake3.blake3(max_threads=blake3.blake3.AUTO)
-
-
-def _blake3_oneshot(data: memoryview) -> str:
-    import blake3
-
-    return blake3.blake3(data).hexdigest()
-
-
-ALGORITHMS: dict[str, Algorithm] = {
-    a.name: a
-    for a in [
-        Algorithm("xxh3", "XXH3", 16, xxhash.xxh3_64, xxhash.xxh3_64_hexdigest),
-        Algorithm("xxh128", "XXH128", 32, xxhash.xxh3_128, xxhash.xxh3_128_hexdigest),
-        Algorithm("xxh64", "XXH64", 16, xxhash.xxh64, xxhash.xxh64_hexdigest),
-        Algorithm("xxh32", "XXH32", 8, xxhash.xxh32, xxhash.xxh32_hexdigest),
-        _hashlib("md5", "MD5"),
-        _hashlib("sha1", "SHA1"),
-        _hashlib("sha224", "SHA224"),
-        _hashlib("sha256", "SHA256"),
-        _hashlib("sha384", "SHA384"),
-        _hashlib("sha512", "SHA512"),
-        _hashlib("blake2b", "BLAKE2b"),
-        _hashlib("blake2s", "BLAKE2s"),
-        _hashlib("sha3-256", "SHA3-256"),
-        Algorithm("blake3", "BLAKE3", 64, _blake3_new, _blake3_oneshot),
-    ]
-}
-
-#: Other spellings people type (xxhsum and hashlib names).
-ALIASES = {"xxh3_64": "xxh3", "xxh3-64": "xxh3", "xxh3_128": "xxh128", "sha3_256": "sha3-256"}
-
-DEFAULT_ALGORITHM = "xxh3"
-
-
-def get_algorithm(name: str) -> Algorithm:
-    """Look up an algorithm by name or alias, case-insensitively; KeyError lists nothing."""
-    key = name.strip().lower()
-    key = ALIASES.get(key, key)
-    found = ALGORITHMS.get(key)
-    return found if found is not None else _blake2b_truncated(key)
-
-
-#: ``b2sum -l N`` digests: BLAKE2b with an N-bit output, N a multiple of 8 up to 512
-#: (``BLAKE2b-256 (f) = ...``). Not listed in ALGORITHMS: 63 names nobody scans with.
-_BLAKE2B_LENGTH = re.compile(r"blake2b-([0-9]{1,3})")
-
-
-@functools.cache
-def _blake2b_truncated(key: str) -> Algorithm:
-    match = _BLAKE2B_LENGTH.fullmatch(key)
-    bits = int(match.group(1)) if match else 0
-    if not bits or bits % 8 or bits > 512:
-        raise KeyError(key)
-    if bits == 512:
-        return ALGORITHMS["blake2b"]
-    constructor = functools.partial(hashlib.blake2b, digest_size=bits // 8)
-    return Algorithm(
-        key,
-        f"BLAKE2b-{bits}",
-        bits // 4,
-        constructor,
-        lambda b: constructor(b).hexdigest(),
-    )
-
-
-_FILE_KINDS = {
-    stat.S_IFIFO: "FIFO",
-    stat.S_IFSOCK: "socket",
-    stat.S_IFCHR: "character device",
-    stat.S_IFBLK: "block device",
-    stat.S_IFDIR: "directory",
-    stat.S_IFLNK: "symbolic link",
-}
-
-
-def file_kind(mode: int) -> str:
-    """A human name for a non-regular file type, for error records."""
-    return _FILE_KINDS.get(stat.S_IFMT(mode), "special file")
-
-
-def describe_oserror(exc: OSError, *, follow: bool = True) -> str:
-    """The message an error record carries: the OS's words, without Python's decoration."""
-    if exc.errno == errno.ELOOP and not follow:
-        return "is a symbolic link (not followed)"
-    return exc.strerror or str(exc)
 
 
 # Per-process reusable read buffer: a fresh bytes object per read makes the allocator grow
@@ -157,66 +46,6 @@ _NAMED_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY
 # waits for its writer and is read to EOF, as sha256sum reads it.
 _BASE_FLAGS = _NAMED_FLAGS | getattr(os, "O_NONBLOCK", 0)
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-
-
-def open_long(path: str, flags: int) -> int:
-    """Open a path longer than PATH_MAX (4096 bytes on Linux) one directory at a time.
-
-    The kernel refuses such a path in one piece (ENAMETOOLONG), but a tree can be deeper
-    than that: each component is opened relative to its parent's descriptor (openat).
-    Intermediate components resolve as they would in one piece; ``flags`` (``O_NOFOLLOW``
-    included) apply to the last one.
-    """
-    parts = path.split(os.sep)
-    dir_fd = os.open(os.sep if path.startswith(os.sep) else ".", os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        for part in parts[:-1]:
-            if part:
-                next_fd = os.open(part, os.O_RDONLY | os.O_DIRECTORY, dir_fd=dir_fd)
-                os.close(dir_fd)
-                dir_fd = next_fd
-        return os.open(parts[-1], flags, dir_fd=dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
-class LongPathOpener:
-    """Opens paths beyond PATH_MAX relative to the last deep directory it opened.
-
-    Opening every deep path from the top costs one openat per level; the walker goes depth
-    first and a directory's files are hashed together, so keeping one directory open makes
-    the next open one or two calls. Each user (the walker, a worker) has its own instance:
-    the descriptor it hands out stays valid until its next ``open_dir``.
-    """
-
-    def __init__(self) -> None:
-        self.dir_path: str | None = None
-        self.dir_fd: int | None = None
-
-    def open_dir(self, dirpath: str) -> int:
-        """A descriptor for ``dirpath``, owned by this opener."""
-        if dirpath == self.dir_path and self.dir_fd is not None:
-            return self.dir_fd
-        parent, name = os.path.split(dirpath)
-        flags = os.O_RDONLY | os.O_DIRECTORY
-        if self.dir_fd is not None and parent == self.dir_path:
-            fd = os.open(name, flags, dir_fd=self.dir_fd)
-        else:
-            fd = open_long(dirpath, flags)
-        self.close()
-        self.dir_path, self.dir_fd = dirpath, fd
-        return fd
-
-    def open(self, path: str, flags: int) -> int:
-        """Open a file whose path ``os.open`` refused as too long (a new descriptor, the
-        caller's to close): by name, relative to its directory's descriptor."""
-        dirpath, name = os.path.split(path)
-        return os.open(name, flags, dir_fd=self.open_dir(dirpath))
-
-    def close(self) -> None:
-        if self.dir_fd is not None:
-            os.close(self.dir_fd)
-            self.dir_path = self.dir_fd = None
 
 
 _long_paths = LongPathOpener()
@@ -448,18 +277,6 @@ def hash_stream(stream, names: Sequence[str]) -> tuple[int, list[str]]:
             hasher.update(data)  # type: ignore[attr-defined]
         total += n
     return total, [hasher.hexdigest() for hasher in hashers]  # type: ignore[attr-defined]
-
-
-def parse_algorithms(spec: str) -> tuple[str, ...]:
-    """``"sha256,xxh3"`` -> canonical names, in order, without repeats; KeyError if unknown."""
-    names: list[str] = []
-    for part in spec.split(","):
-        name = get_algorithm(part).name
-        if name not in names:
-            names.append(name)
-    if not names:
-        raise KeyError(spec)
-    return tuple(names)
 
 
 def hash_batch(batch: Batch, settings: HashSettings) -> tuple[int, list]:

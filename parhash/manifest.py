@@ -24,10 +24,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from parhash import hashdeep
+from parhash.algorithms import ALGORITHMS, DEFAULT_ALGORITHM, get_algorithm
 from parhash.exit_codes import FatalError
-from parhash.hashing import ALGORITHMS, DEFAULT_ALGORITHM, get_algorithm
 from parhash.jsonstream import JsonText, JsonTextError
-from parhash.report import CSV_HEADER_PREFIX, FIELDS, MANIFEST_VERSION
+from parhash.layout import CSV_HEADER_PREFIX, FIELDS, MANIFEST_VERSION
 from parhash.sums import (
     BadLine,
     ChecksumLine,

@@ -18,14 +18,9 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
+from parhash.algorithms import DEFAULT_ALGORITHM, parse_algorithms
 from parhash.exit_codes import FatalError
-from parhash.hashing import (
-    DEFAULT_ALGORITHM,
-    HashSettings,
-    WorkCounters,
-    hash_batch,
-    parse_algorithms,
-)
+from parhash.hashing import HashSettings, WorkCounters, hash_batch
 from parhash.links import LinkResolver
 from parhash.model import Batch, Expected, FileRecord, Summary
 from parhash.mounts import pseudo_devices

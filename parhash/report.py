@@ -13,28 +13,14 @@ import csv
 import io
 import json
 import os
-import socket
-import sys
 import time
 from typing import BinaryIO
 
-from parhash.hashing import get_algorithm, parse_algorithms
+from parhash.algorithms import get_algorithm, parse_algorithms
+from parhash.layout import CSV_HEADER_PREFIX, FIELDS, iso_time, manifest_header
 from parhash.model import FileRecord, Summary
 from parhash.sums import escape_style, format_line
 from parhash.walk import child_prefix
-
-#: Version of the manifest layout written by the json/jsonl/csv reporters; bumped only when
-#: a key changes meaning or disappears (new keys may be added without a bump). 2: every
-#: format starts with the header object (jsonl line 1, csv ``#parhash-header`` line), so a
-#: version-1 reader refuses these files instead of misreading them.
-MANIFEST_VERSION = 2
-
-#: First characters of the csv header line: ``#parhash-header <compact JSON of the header>``.
-CSV_HEADER_PREFIX = "#parhash-header "
-
-#: Column order of csv output, and key order of jsonl/json records (with several algorithms
-#: one more column/key per algorithm follows, named after it).
-FIELDS = ("path", "size", "mtime", "algo", "hash", "error", "root")
 
 _encode_json_str = json.encoder.encode_basestring  # type: ignore[attr-defined]
 _encode_json_ascii = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
@@ -96,35 +82,6 @@ class Reporter:
 
     def close(self, summary: Summary) -> None:
         self.stream.flush()
-
-
-def manifest_header(
-    algos: tuple[str, ...], roots: list[str], *, relative: bool, options: dict, started: float
-) -> dict:
-    """The header object H of every manifest format (README: "Output formats").
-
-    ``roots_abs`` is ``os.path.abspath`` (not realpath): the tree as the user named it, so a
-    symlinked mount point still audits through the link. ``manifest_version`` repeats
-    ``version`` under the key that version-1 readers check, so they refuse a newer file.
-    """
-    from parhash import __version__
-
-    names = [os.fsdecode(r) for r in roots]
-    return {
-        "version": MANIFEST_VERSION,
-        "manifest_version": MANIFEST_VERSION,
-        "tool": "parhash",
-        "tool_version": __version__,
-        "algo": algos[0],
-        "algos": list(algos),
-        "roots": names,
-        "roots_abs": [r if r == "-" else os.path.abspath(r) for r in names],
-        "host": socket.gethostname(),
-        "started": _iso(started),
-        "relative": relative,
-        "options": options,
-        "command": sys.argv,
-    }
 
 
 #: Algorithms whose lines are always tagged: ``xxhsum -H3`` writes ``XXH3 (f) = hex``, and an
@@ -264,7 +221,7 @@ class JsonReporter(Reporter):
             "bytes": summary.bytes,
             "errors": summary.errors,
             "elapsed": round(summary.elapsed, 6),
-            "ended": _iso(time.time()),
+            "ended": iso_time(time.time()),
         }
         self.stream.write(f'\n],\n"summary": {json.dumps(tail)}}}\n'.encode())
         super().close(summary)
@@ -327,10 +284,6 @@ class SortedReporter:
             self.inner.write(self.records[start : start + 1024])
         self.records = []
         self.inner.close(summary)
-
-
-def _iso(timestamp: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
 
 
 def make_reporter(

@@ -13,8 +13,8 @@ import os
 import re
 from dataclasses import dataclass
 
+from parhash.algorithms import ALGORITHMS, BY_TAG, get_algorithm
 from parhash.exit_codes import FatalError
-from parhash.hashing import ALGORITHMS, get_algorithm
 
 #: How each peer escapes a name, so parhash's lines verify with the tool that owns the
 #: algorithm. ``coreutils``: backslash, newline and CR (sha256sum, b2sum). ``b3sum``: CR
@@ -85,24 +85,8 @@ class BadLine(ValueError):
 
 _HEX = frozenset("0123456789abcdefABCDEF")
 
-#: BSD tags (and xxhsum's ``XXH3_`` GNU-style prefixes) -> parhash algorithm names.
-TAGS = {
-    "xxh3": "xxh3",
-    "xxh3_64": "xxh3",
-    "xxh128": "xxh128",
-    "xxh64": "xxh64",
-    "xxh32": "xxh32",
-    "md5": "md5",
-    "sha1": "sha1",
-    "sha224": "sha224",
-    "sha256": "sha256",
-    "sha384": "sha384",
-    "sha512": "sha512",
-    "blake2b": "blake2b",
-    "blake2s": "blake2s",
-    "sha3-256": "sha3-256",
-    "blake3": "blake3",
-}
+#: BSD tags -> algorithm names (the one table lives with the algorithms).
+TAGS = BY_TAG
 
 
 def unescape_name(name: str) -> str:

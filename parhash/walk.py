@@ -18,7 +18,7 @@ import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from parhash.hashing import LongPathOpener, describe_oserror, file_kind
+from parhash.fsutil import LongPathOpener, describe_oserror, file_kind
 from parhash.model import FileRecord
 from parhash.mounts import pseudo_mounts
 

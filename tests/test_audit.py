@@ -21,7 +21,7 @@ import pytest
 import xxhash
 from conftest import run_cli, write_tree
 
-from parhash.report import MANIFEST_VERSION
+from parhash.layout import MANIFEST_VERSION
 
 CHANGE_CLASSES = ("added", "removed", "modified", "corrupted", "moved", "unreadable")
 

@@ -23,7 +23,7 @@ from conftest import csv_table, jsonl_records
 from conftest import files_below as conftest_files_below
 
 import parhash
-from parhash.hashing import ALGORITHMS
+from parhash.algorithms import ALGORITHMS
 from parhash.model import FileRecord
 
 KEYS = ["path", "size", "mtime", "algo", "hash", "error", "root"]

@@ -12,14 +12,8 @@ import pytest
 import xxhash
 from conftest import deadline, run_unprivileged
 
-from parhash.hashing import (
-    ALGORITHMS,
-    CHUNK_SIZE,
-    HashSettings,
-    get_algorithm,
-    hash_batch,
-    hash_file,
-)
+from parhash.algorithms import ALGORITHMS, get_algorithm
+from parhash.hashing import CHUNK_SIZE, HashSettings, hash_batch, hash_file
 from parhash.model import Batch
 
 #: Independent reference digests, one per algorithm parhash offers (hex strings).

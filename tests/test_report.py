@@ -11,10 +11,9 @@ import socket
 
 import pytest
 
+from parhash.layout import FIELDS, MANIFEST_VERSION
 from parhash.model import FileRecord, Summary
 from parhash.report import (
-    FIELDS,
-    MANIFEST_VERSION,
     CsvReporter,
     JsonlReporter,
     JsonReporter,
