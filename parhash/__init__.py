@@ -63,7 +63,8 @@ def scan(
     ``jobs=1`` hashes in this process; otherwise a process pool is used and shut down when
     the iterator is exhausted or closed.
     """
-    from parhash.pipeline import iter_records, scan_options, unique_roots
+    from parhash.options import scan_options
+    from parhash.pipeline import iter_records, unique_roots
 
     options = scan_options(
         algo,

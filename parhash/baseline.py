@@ -20,7 +20,7 @@ from parhash.audit import AuditStore, out_of_range, write_update
 from parhash.exit_codes import FatalError
 from parhash.layout import manifest_header
 from parhash.manifest import ManifestEntry, ManifestError, ManifestInfo, iter_entries
-from parhash.pipeline import ScanOptions
+from parhash.options import ScanOptions
 from parhash.walk import GitignoreFilter, PathFilter, WalkOptions, child_prefix
 
 #: The selection a header records under "options", with the scan's defaults: what an audit
@@ -374,7 +374,7 @@ def scan_options(selection: Selection, algos: tuple[str, ...], jobs, walk) -> Sc
     """The audit's scan: the selection's size filters and link policy, these algorithms."""
     o = selection.options
     return ScanOptions(
-        algo=",".join(algos),
+        algos=algos,
         jobs=jobs,
         walk=walk,
         min_size=o["min_size"],

@@ -305,7 +305,7 @@ def scan(
     color: Color = "auto",
 ) -> None:
     """Hash every regular file below PATHS and print one record per file."""
-    from parhash.pipeline import scan_options
+    from parhash.options import scan_options
 
     _set_color(color)
     options = scan_options(
@@ -573,7 +573,7 @@ def run_scan(
         reporter = make_reporter(
             fmt,
             stream,
-            options.algo,
+            options.algos,
             relative=relative,
             tag=tag,
             zero=zero,
@@ -790,7 +790,8 @@ def check(
 def run_check(names: list[str], options, *, jobs: int | None, progress: bool | None) -> ExitCode:
     """Verify checksum files through the scan pipeline; see ``guarded`` for how it ends."""
     from parhash.check import CheckReport, CheckSink, check_sources
-    from parhash.pipeline import ScanOptions, run
+    from parhash.options import ScanOptions
+    from parhash.pipeline import run
     from parhash.progress import make_progress
 
     def body(outputs: Outputs) -> ExitCode:
@@ -1032,7 +1033,7 @@ def run_audit(
                 render_json(store, counts, out, header=header, verbose=verbose)
             out.flush()
             if target is not None:
-                reporter = make_reporter(info.format, target.stream, ",".join(algos))
+                reporter = make_reporter(info.format, target.stream, algos)
                 note = baseline.write_updated(
                     store, reporter, info, selection, plan, root, algos, started
                 )

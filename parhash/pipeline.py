@@ -14,16 +14,15 @@ import queue
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from parhash.algorithms import DEFAULT_ALGORITHM, parse_algorithms
 from parhash.exit_codes import FatalError
 from parhash.hashing import HashSettings, WorkCounters, hash_batch
 from parhash.links import LinkResolver
 from parhash.model import Batch, Expected, FileRecord, Summary
-from parhash.mounts import pseudo_devices
+from parhash.options import ScanOptions, resolve_jobs
 from parhash.walk import WalkOptions, classify_root, named_root_ids, walk_listings
 
 #: Largest number of files per task. Each task costs the parent a few thread handoffs
@@ -39,50 +38,6 @@ FIRST_BATCH = 8
 #: Result lists (one per batch) waiting for the writer thread. With the executor's permits
 #: this bounds the records alive at once: a slow stdout stops the walker, not memory growth.
 QUEUE_DEPTH = 16
-
-
-@dataclass(frozen=True)
-class ScanOptions:
-    """Everything that decides which files are hashed and how."""
-
-    algo: str = DEFAULT_ALGORITHM  #: one name, or several: "sha256,xxh3"
-    jobs: int | None = None
-    walk: WalkOptions = field(default_factory=WalkOptions)
-    min_size: int | None = None
-    max_size: int | None = None
-    #: Read a multiply-linked inode once and give every path its record.
-    dedupe_links: bool = True
-
-    @property
-    def algos(self) -> tuple[str, ...]:
-        return parse_algorithms(self.algo)
-
-    def hash_settings(self) -> HashSettings:
-        pseudo = frozenset(pseudo_devices())
-        return HashSettings(self.algos, self.min_size, self.max_size, self.dedupe_links, pseudo)
-
-
-def scan_options(
-    algo: str = DEFAULT_ALGORITHM,
-    jobs: int | None = None,
-    *,
-    min_size: int | None = None,
-    max_size: int | None = None,
-    dedupe_links: bool = True,
-    **walk: object,
-) -> ScanOptions:
-    """ScanOptions from flat keyword arguments (``walk`` takes WalkOptions' fields): what
-    the CLI and ``parhash.scan`` take."""
-    if "exclude" in walk:
-        walk["exclude"] = tuple(walk["exclude"])  # type: ignore[arg-type]
-    return ScanOptions(
-        algo=algo,
-        jobs=jobs,
-        walk=WalkOptions(**walk),  # type: ignore[arg-type]
-        min_size=min_size,
-        max_size=max_size,
-        dedupe_links=dedupe_links,
-    )
 
 
 @dataclass
@@ -466,57 +421,6 @@ def to_records(batch: Batch, raw: list, links: LinkResolver | None) -> list[File
     return records
 
 
-def usable_cpus() -> int:
-    """The affinity mask (containers, taskset), not the machine's core count."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
-
-
-def default_jobs() -> int:
-    """Twice the usable CPUs (at most 16 more than them): a worker blocked on a cold read
-    leaves its core to another. Measured on 2 cores, mixed corpus, caches dropped: 4 workers
-    2.12-2.53 s against 2.78-3.21 s for 2 (xxhsum -P2: 2.26-2.58 s); warm, no difference
-    beyond noise. ``--hdd`` (one reader) is the way to be gentle on a spinning disk."""
-    cpus = usable_cpus()
-    return cpus + min(cpus, 16)
-
-
-#: Most worker processes per usable CPU. Hashing is CPU-bound once data is cached, and on
-#: cold storage a few reads in flight per core already overlap the waits (the default is
-#: 2 per CPU); past 4 a worker only adds its memory (measured: 19 MiB RSS, 7 MiB PSS of
-#: its own under fork), its descriptors and its permits.
-MAX_JOBS_PER_CPU = 4
-
-#: Absolute ceiling, whatever the CPU count: each worker costs the parent two descriptors
-#: and PERMITS_PER_PROCESS batches of paths in flight, and a Pool of hundreds takes seconds
-#: to start and to stop.
-MAX_JOBS = 64
-
-
-def max_jobs() -> int:
-    """The largest --jobs that is honoured: MAX_JOBS_PER_CPU x usable CPUs, at most MAX_JOBS."""
-    return min(MAX_JOBS_PER_CPU * usable_cpus(), MAX_JOBS)
-
-
-def resolve_jobs(requested: int | None, warn: Callable[[str], None] | None = None) -> int:
-    """Worker processes for a run: the default, or ``requested`` capped at ``max_jobs()``
-    (``-j 1000`` must not start 1,000 processes) with one warning saying so. The default
-    obeys the same ceiling (80 on 64 CPUs would pass MAX_JOBS), silently: nobody asked."""
-    cap = max_jobs()
-    if requested is None:
-        return min(default_jobs(), cap)
-    if requested <= cap:
-        return requested
-    if warn is not None:
-        warn(
-            f"--jobs {requested} capped at {cap} "
-            f"({MAX_JOBS_PER_CPU} per usable CPU, at most {MAX_JOBS})"
-        )
-    return cap
-
-
 def make_executor(options: ScanOptions, jobs: int, progress: ProgressSink | None = None):
     """``jobs`` 1 hashes in-process; otherwise a Pool (imported only when needed). A walk
     with few files still gets the pool: they may be four files of 512 MiB each.
@@ -545,7 +449,6 @@ def iter_batches(
     pool. ``progress`` is started once the workers exist, with their counters; it also
     gets the lines about the pool itself (jobs capped, a worker died).
     """
-    parse_algorithms(options.algo)  # unknown names fail here, before any process starts
     found = found or WalkProgress()
     jobs = resolve_jobs(options.jobs, progress.warn if progress is not None else None)
     batches = make_batches(sources, jobs, found, options.hash_settings())

@@ -58,7 +58,7 @@ class Reporter:
         self.stream = stream
         #: Several algorithms (``-a sha256,xxh3``): the first is ``algo``/``hash``, and each
         #: gets a field of its own in jsonl/json/csv.
-        self.algos = parse_algorithms(algo)
+        self.algos = parse_algorithms(algo) if isinstance(algo, str) else tuple(algo)
         self.algo = self.algos[0]
         self.relative = relative
         #: The selection (walk and size options) the header records, for ``audit``.
