@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from parhash.hashing import HashSettings
 from parhash.model import Expected, FileRecord
 from parhash.sources import Source, process_bound
-from parhash.tasks import Task, TaskResult, WorkSpec
+from parhash.tasks import Task, TaskResult, WorkSpec, row_record
 from parhash.worker import run_task
 
 #: Largest number of files per task. Each task costs the parent a few thread handoffs
@@ -251,9 +251,5 @@ def records_from_rows(context: Context, result: TaskResult) -> list[FileRecord]:
     task = context.task
     paths = list(task.paths())
     root = task.root
-    records = []
-    for index, size, mtime_ns, digests, error in result.rows or ():
-        digest, extra = (digests[0], digests[1:]) if digests else (None, ())
-        entry = context.expected_at(index)
-        records.append(FileRecord(paths[index], root, size, mtime_ns, digest, error, entry, extra))
-    return records
+    at = context.expected_at
+    return [row_record(paths[row[0]], root, at(row[0]), row) for row in result.rows or ()]

@@ -18,13 +18,10 @@ from dataclasses import dataclass, replace
 
 from parhash.batching import Context
 from parhash.model import Expected, FileRecord
-from parhash.tasks import Task
+from parhash.tasks import Row, Task, row_record
 
 #: Resolved inodes remembered for links met later (~150 bytes each).
 REMEMBERED = 65_536
-
-#: A row of a link's one read: (index, size, mtime_ns, digests, error).
-Row = tuple
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +55,7 @@ class LinkResolver:
         known = self.resolved.get(key)
         if known is not None and known[1:3] == (size, mtime_ns):
             self.resolved.move_to_end(key)
-            return [_record(path, task.root, expected, known)]
+            return [row_record(path, task.root, expected, known)]
         waiting = _Waiting(path, task.root, expected)
         if key in self.pending:
             self.pending[key].append(waiting)
@@ -84,10 +81,4 @@ class LinkResolver:
             self.resolved[key] = row
             if len(self.resolved) > REMEMBERED:
                 self.resolved.popitem(last=False)
-        return [_record(w.path, w.root, w.expected, row) for w in waiting[1:]]
-
-
-def _record(path: str, root: str, expected: Expected | None, row: Row) -> FileRecord:
-    _, size, mtime_ns, digests, error = row
-    digest, extra = (digests[0], digests[1:]) if digests else (None, ())
-    return FileRecord(path, root, size, mtime_ns, digest, error, expected, extra)
+        return [row_record(w.path, w.root, w.expected, row) for w in waiting[1:]]

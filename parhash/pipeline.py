@@ -29,7 +29,7 @@ from parhash.model import FileRecord, Summary
 from parhash.options import ScanOptions, resolve_jobs
 from parhash.sinks import Sink
 from parhash.sources import Source, scan_sources
-from parhash.tasks import LostTask, TaskResult, WorkSpec
+from parhash.tasks import LostTask, TaskResult, WorkSpec, error_row
 
 #: Chunks (one per task) waiting for the writer thread. With the executor's permits this
 #: bounds what is alive at once: a slow stdout stops the walker, not memory growth.
@@ -123,7 +123,7 @@ class _Run:
         is an error record (and so are the paths waiting on it, for a link's read)."""
         task = context.task
         if task.attempt:
-            rows = [(i, None, None, None, WORKER_DIED) for i in range(task.count)]
+            rows = [error_row(i, WORKER_DIED) for i in range(task.count)]
             result = TaskResult(task.task_id, rows=rows)
             records = context.ready + records_from_rows(context, result)
             if self.links is not None and self.links.is_read(task.task_id):

@@ -19,6 +19,24 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 from parhash.hashing import HashSettings
+from parhash.model import Expected, FileRecord
+
+#: One record's fields as a worker sends them when a sink needs fields:
+#: (index in the task, size, mtime_ns, digests or None, error or None); ``digests`` holds
+#: one hex string per algorithm. Plain tuples: they pickle faster than any class.
+Row = tuple
+
+
+def error_row(index: int, message: str) -> Row:
+    """The row of a file that has only an error (a worker that died on it)."""
+    return (index, None, None, None, message)
+
+
+def row_record(path: str, root: str, expected: Expected | None, row: Row) -> FileRecord:
+    """The record a row stands for; the one place that reads a row's layout."""
+    _, size, mtime_ns, digests, error = row
+    digest, extra = (digests[0], digests[1:]) if digests else (None, ())
+    return FileRecord(path, root, size, mtime_ns, digest, error, expected, extra)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,9 +114,8 @@ class TaskResult:
     nbytes: int = 0
     #: (path, message) of every error record, in order: warnings and the summary need them.
     errors: list[tuple[str, str]] | None = None
-    #: (index, size, mtime_ns, digests, error) per record, when the sink needs fields;
-    #: ``digests`` is a tuple of hex strings (one per algorithm) or None.
-    rows: list[tuple] | None = None
+    #: One ``Row`` per record, when the sink needs fields (or for a link's one read).
+    rows: list[Row] | None = None
     #: (index, dev, ino, size, mtime_ns) of files with several hard links, left to the
     #: parent (links.py), which has one of them read.
     deferred: list[tuple[int, int, int, int, int]] | None = None

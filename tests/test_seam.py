@@ -218,14 +218,13 @@ def _children() -> list[int]:
 
 
 def _blocked_on_fifo(pid: int, fifo) -> bool:
-    """Whether ``pid`` is a worker stuck opening the FIFO (its wchan says it waits on a
-    pipe, and its syscall is openat)."""
+    """Whether ``pid`` is a worker stuck opening the FIFO: a FIFO's open waits in the
+    kernel's ``wait_for_partner`` for the other end."""
     try:
-        with open(f"/proc/{pid}/syscall") as f:
-            number = f.read().split()[0]
-    except (OSError, IndexError):
+        with open(f"/proc/{pid}/wchan") as f:
+            return "partner" in f.read()
+    except OSError:
         return False
-    return number == "257"  # openat on x86-64
 
 
 # --------------------------------------------------------------------------- retry policy
