@@ -125,6 +125,22 @@ class _SumsFormat:
             lines = self._single(records)
         return "".join(lines).encode("utf-8", "surrogateescape") if lines else b""
 
+    def from_raw(self, paths: list[str], raws: list, root: str) -> bytes | None:
+        """The lines of files that were all hashed without error, from the read results
+        (size, mtime_ns, digest, None) directly: no record per file in the worker. None when
+        this rendering needs the general path (several algorithms, -z, --relative)."""
+        if self.zero or self.relative or (self.tags is not None and len(self.tags) > 1):
+            return None
+        tag = self.tags[0] if self.tags else None
+        style = self.styles[0]
+        lines = [
+            (f"{tag} ({p}) = {r[2]}\n" if tag else f"{r[2]}  {p}\n")
+            if _plain(p)
+            else format_line(r[2], p, tag=tag, style=style)
+            for p, r in zip(paths, raws, strict=True)
+        ]
+        return "".join(lines).encode("utf-8", "surrogateescape")
+
     def _single(self, records: list[FileRecord]) -> list[str]:
         """Lines of a one-algorithm run; the common case is kept to one f-string per file,
         with the full formatter only for the rare name that may need escaping."""
@@ -161,6 +177,20 @@ class _JsonFormat:
         self.lines = rendering.fmt == "jsonl"
         self.roots: dict[str, str] = {}
 
+    def from_raw(self, paths: list[str], raws: list, root: str) -> bytes | None:
+        """``_SumsFormat.from_raw`` for JSON: the same text as ``_json_record`` makes."""
+        if self.relative or len(self.algos) > 1:
+            return None
+        tail = f'"algo": "{self.algos[0]}", "hash": "'
+        end = f'", "error": null, "root": {json_string(root)}}}'
+        objects = [
+            f'{{"path": {json_string(p)}, "size": {r[0]}, "mtime": {r[1]}, {tail}{r[2]}{end}'
+            for p, r in zip(paths, raws, strict=True)
+        ]
+        if self.lines:
+            return ("\n".join(objects) + "\n").encode("utf-8")
+        return ",\n".join(objects).encode("utf-8")
+
     def __call__(self, records: list[FileRecord]) -> bytes:
         if not records:
             return b""
@@ -174,6 +204,9 @@ class _JsonFormat:
 
 class _CsvFormat:
     """RFC 4180 rows, the columns of ``FIELDS`` (plus one per algorithm with several)."""
+
+    def from_raw(self, paths: list[str], raws: list, root: str) -> bytes | None:
+        return None  # csv's writer is the cost here: the general path is as fast
 
     def __init__(self, rendering: Rendering) -> None:
         self.algos, self.relative = rendering.algos, rendering.relative

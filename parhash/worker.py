@@ -28,21 +28,48 @@ def _algorithms(names: tuple[str, ...]) -> tuple[Algorithm, ...]:
 def run_task(spec: WorkSpec, task: Task) -> TaskResult:
     """Hash every file of ``task``; never raises for a file (its problem is its record)."""
     settings: HashSettings = spec.settings
-    names = task.algos or settings.algos
-    algos = _algorithms(tuple(names))
+    algos = _algorithms(tuple(task.algos or settings.algos))
     if task.read_links and settings.dedupe_links:
         settings = replace(settings, dedupe_links=False)
-    root, follow, named = task.root, task.follow, task.named
-    result = TaskResult(task.task_id)
-    records: list[FileRecord] = []
-    rows: list[tuple] | None = [] if spec.rendering is None or task.read_links else None
-    errors: list[tuple[str, str]] = []
-    deferred: list[tuple[int, int, int, int, int]] = []
-    index = 0
-    nbytes = 0
+    answer = _Answer(task, spec.rendering, rows=spec.rendering is None or task.read_links)
     for prefix, group in task.groups:
         paths = [prefix + name for name in group] if prefix else list(group)
-        raws = hash_files(paths, algos, follow, settings, named)
+        answer.add(paths, hash_files(paths, algos, task.follow, settings, task.named))
+    return answer.result()
+
+
+class _Answer:
+    """One task's answer being built, one directory group at a time."""
+
+    def __init__(self, task: Task, rendering: Rendering | None, rows: bool) -> None:
+        self.task = task
+        self.format = formatter(rendering) if rendering is not None else None
+        #: json's array body needs a separator between the pieces of a task.
+        self.separator = b",\n" if rendering is not None and rendering.fmt == "json" else b""
+        self.pieces: list[bytes] = []
+        self.rows: list[tuple] | None = [] if rows else None
+        self.errors: list[tuple[str, str]] = []
+        self.deferred: list[tuple[int, int, int, int, int]] = []
+        self.files = self.nbytes = self.index = 0
+
+    def add(self, paths: list[str], raws: list) -> None:
+        """The read results of one group: formatted straight from them when every file was
+        hashed (the common case: no record per file), else through records."""
+        if self.rows is None and _all_hashed(raws):
+            data = self.format.from_raw(paths, raws, self.task.root)  # type: ignore[union-attr]
+            if data is not None:
+                self.pieces.append(data)
+                self.files += len(raws)
+                self.nbytes += sum(raw[0] for raw in raws)
+                self.index += len(raws)
+                return
+        records = self._records(paths, raws)
+        if self.format is not None and records:
+            self.pieces.append(self.format(records))
+
+    def _records(self, paths: list[str], raws: list) -> list[FileRecord]:
+        root, rows, index = self.task.root, self.rows, self.index
+        records: list[FileRecord] = []
         for path, raw in zip(paths, raws, strict=True):
             if type(raw) is tuple:
                 size, mtime_ns, digest, error = raw
@@ -53,21 +80,35 @@ def run_task(spec: WorkSpec, task: Task) -> TaskResult:
                     record = FileRecord(path, root, size, mtime_ns, digest, error)
                 records.append(record)
                 if error is None:
-                    nbytes += size or 0
+                    self.nbytes += size or 0
                 else:
-                    errors.append((path, error))
+                    self.errors.append((path, error))
                 if rows is not None:
                     digests = None if digest is None else (record.digest, *record.extra)
                     rows.append((index, size, mtime_ns, digests, error))
             elif raw is not None:
                 link: Deferred = raw  # type: ignore[assignment]
-                deferred.append((index, link.dev, link.ino, link.size, link.mtime_ns))
+                self.deferred.append((index, link.dev, link.ino, link.size, link.mtime_ns))
             index += 1
-    result.files, result.nbytes = len(records), nbytes
-    result.errors = errors or None
-    result.deferred = deferred or None
-    result.rows = rows
-    rendering: Rendering | None = spec.rendering  # type: ignore[assignment]
-    if rendering is not None and records:
-        result.data = formatter(rendering)(records)
-    return result
+        self.index = index
+        self.files += len(records)
+        return records
+
+    def result(self) -> TaskResult:
+        return TaskResult(
+            self.task.task_id,
+            self.separator.join(piece for piece in self.pieces if piece),
+            self.files,
+            self.nbytes,
+            self.errors or None,
+            self.rows,
+            self.deferred or None,
+        )
+
+
+def _all_hashed(raws: list) -> bool:
+    """Every result is a digest of one algorithm (no error, skip, link or digest tuple)."""
+    for raw in raws:
+        if type(raw) is not tuple or raw[3] is not None or type(raw[2]) is not str:
+            return False
+    return True

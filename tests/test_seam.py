@@ -398,3 +398,36 @@ def test_a_failed_link_read_is_the_error_of_every_waiting_path(tree):
     assert (record.path, record.error) == ("p2", "Permission denied")
     third = Context(task_of(tree, ("", ["p3"]), task_id=3))
     assert resolver.defer(third, link) == []  # an error is not remembered: read again
+
+
+# --------------------------------------------------------------------------- the fast path
+
+HOSTILE_NAMES = [
+    "plain.txt",
+    "with space",
+    "back\\slash",
+    "new\nline",
+    "carriage\rreturn",
+    "caf\u00e9",
+    os.fsdecode(b"not-utf8-\xff\xfe"),
+    '"quoted"',
+    "tab\tname",
+    "(paren) = x",
+]
+
+
+@pytest.mark.parametrize("algo", ["xxh3", "sha256", "blake3", "xxh64", "md5"])
+@pytest.mark.parametrize("fmt", ["sums", "jsonl", "json"])
+def test_formatting_straight_from_read_results_is_byte_identical(tmp_path, algo, fmt):
+    """The worker's no-record path prints exactly what the record path prints."""
+    from parhash.report import formatter
+
+    root = str(tmp_path)
+    paths = [f"{root}/{name}" for name in HOSTILE_NAMES]
+    raws = [(i * 7, 10**18 + i, f"{i:016x}" * 4, None) for i in range(len(paths))]
+    records = [
+        FileRecord(p, root, r[0], r[1], r[2], None) for p, r in zip(paths, raws, strict=True)
+    ]
+    for tag in (False, True):
+        fast = formatter(Rendering(fmt, (algo,), tag=tag))
+        assert fast.from_raw(paths, raws, root) == fast(records)
