@@ -266,7 +266,8 @@ class _Walk:
         self.long_paths.close()
 
     def list_directory(self, dirpath: str) -> list[os.DirEntry[str]]:
-        """A directory's entries, sorted by name.
+        """A directory's entries, in the order the file system lists them (``classify``
+        sorts what it keeps: names sort faster as plain strings than entries by key).
 
         A path beyond PATH_MAX is listed through a descriptor from ``long_paths``; its
         entries stat through that descriptor, which stays open until the next deep
@@ -274,12 +275,12 @@ class _Walk:
         """
         try:
             with os.scandir(dirpath) as it:
-                return sorted(it, key=_BY_NAME)
+                return list(it)
         except OSError as exc:
             if exc.errno != errno.ENAMETOOLONG:
                 raise
         with os.scandir(self.long_paths.open_dir(dirpath)) as it:
-            return sorted(it, key=_BY_NAME)
+            return list(it)
 
     def classify(
         self, entries: list[os.DirEntry[str]], directory: _Dir
@@ -331,10 +332,14 @@ class _Walk:
                     records.append(self.error(path, f"not a regular file ({kind})"))
             except OSError as exc:
                 records.append(self.error(prefix + name, describe_oserror(exc)))
-        self.stack.extend(reversed(subdirs))
+        subdirs.sort(key=_BY_PATH, reverse=True)  # popped in name order
+        self.stack.extend(subdirs)
+        records.sort(key=_BY_PATH)
         if options.inode_order and len(names) > 1:
             inode = {e.name: e.inode() for e in entries}
             names.sort(key=inode.__getitem__)
+        else:
+            names.sort()
         return prefix, names, records
 
     def excluded(self, entry: os.DirEntry[str], name: str, directory: _Dir, ignores: tuple) -> bool:
@@ -437,7 +442,8 @@ def _ignored(ignores, rel: str, is_dir: bool) -> bool:
     return verdict
 
 
-_BY_NAME = operator.attrgetter("name")
+#: Subdirectories and error records are sorted by path; file names as plain strings.
+_BY_PATH = operator.attrgetter("path")
 
 
 def _error(path: str, root: str, message: str) -> FileRecord:
