@@ -64,7 +64,8 @@ def scan(
     the iterator is exhausted or closed.
     """
     from parhash.options import scan_options
-    from parhash.pipeline import iter_records, unique_roots
+    from parhash.pipeline import iter_records
+    from parhash.sources import unique_roots
 
     options = scan_options(
         algo,

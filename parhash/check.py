@@ -20,7 +20,7 @@ from parhash.algorithms import get_algorithm
 from parhash.exit_codes import ExitCode, FatalError
 from parhash.model import Expected, FileRecord, Summary
 from parhash.output import err, sanitize
-from parhash.pipeline import Source, stdin_file_record
+from parhash.sources import Source, stdin_file_record
 from parhash.sums import (
     XXHSUM_LENGTHS,
     BadLine,

@@ -23,6 +23,7 @@ from parhash.algorithms import ALGORITHMS, get_algorithm
 from parhash.exit_codes import ExitCode, FatalError, exhausted, exit_status_help
 from parhash.help import Command, Group, examples
 from parhash.output import color_enabled, err, sanitize
+from parhash.sinks import WrappedSink
 
 EXIT_CODES_HELP = exit_status_help()
 
@@ -446,15 +447,12 @@ class Outputs:
             self.pending.pop().abort()
 
 
-class _CompletingSink:
+class _CompletingSink(WrappedSink):
     """A pipeline sink that sets ``Outputs.complete`` once the inner sink wrote its end."""
 
     def __init__(self, sink, outputs: Outputs) -> None:
-        self.sink = sink
+        super().__init__(sink)
         self.outputs = outputs
-
-    def write(self, records) -> None:
-        self.sink.write(records)
 
     def close(self, summary) -> None:
         self.sink.close(summary)
@@ -548,9 +546,10 @@ def run_scan(
 ) -> ExitCode:
     """Run a scan end to end; see ``guarded`` for how it can end."""
     from parhash.output import ListedOutputGuard, refuse_overwriting_input
-    from parhash.pipeline import listed_source, run, scan_sources, stdin_record, unique_roots
+    from parhash.pipeline import run
     from parhash.progress import make_progress
     from parhash.report import make_reporter
+    from parhash.sources import listed_source, scan_sources, stdin_record, unique_roots
 
     def body(outputs: Outputs) -> ExitCode:
         nonlocal options
@@ -987,9 +986,10 @@ def run_audit(
     from parhash.audit import AuditSink, AuditStore
     from parhash.audit_report import render_human, render_json, render_jsonl
     from parhash.manifest import no_root_message, open_manifest, read_info
-    from parhash.pipeline import check_roots, run, scan_sources
+    from parhash.pipeline import run
     from parhash.progress import make_progress
     from parhash.report import make_reporter
+    from parhash.sources import check_roots, scan_sources
 
     def body(outputs: Outputs) -> ExitCode:
         started = time.time()

@@ -10,12 +10,11 @@ import errno
 import os
 import stat
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import NamedTuple
 
 from parhash.algorithms import Algorithm, get_algorithm
 from parhash.fsutil import LongPathOpener, describe_oserror, file_kind
-from parhash.model import Batch
 from parhash.mounts import PSEUDO_READ_LIMIT
 
 #: Read size for files that do not fit in one read. 256 KiB keeps the buffer in L2 cache, so
@@ -279,14 +278,12 @@ def hash_stream(stream, names: Sequence[str]) -> tuple[int, list[str]]:
     return total, [hasher.hexdigest() for hasher in hashers]  # type: ignore[attr-defined]
 
 
-def hash_batch(batch: Batch, settings: HashSettings) -> tuple[int, list]:
-    """Worker entry point: hash every file of a batch, in order. Never raises for a file.
-
-    A batch that resolves hard links (``batch.read_links``) reads them instead of deferring.
-    """
-    names = (batch.algo,) if batch.algo else settings.algos
-    algos = [get_algorithm(name) for name in names]
-    if batch.read_links and settings.dedupe_links:
-        settings = replace(settings, dedupe_links=False)
-    follow, named = batch.follow, batch.named
-    return batch.batch_id, [hash_file(p, algos, follow, settings, named) for p in batch.paths]
+def hash_files(
+    paths: Sequence[str],
+    algos: Sequence[Algorithm],
+    follow: bool,
+    settings: HashSettings | None = None,
+    named: bool = False,
+) -> list[RawResult | Deferred | None]:
+    """``hash_file`` for every path of a task, in order (the worker's entry point)."""
+    return [hash_file(path, algos, follow, settings, named) for path in paths]

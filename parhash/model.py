@@ -1,4 +1,4 @@
-"""Typed records that flow one way through the pipeline: walker -> pool -> queue -> reporters.
+"""Typed records that flow one way through the pipeline: walker -> workers -> queue -> sinks.
 
 Records are small slotted dataclasses because the parent process builds one per file and
 that cost is on the hot path of a 100,000-file scan.
@@ -49,32 +49,6 @@ class FileRecord:
         return self.error is None
 
 
-@dataclass(frozen=True, slots=True)
-class Batch:
-    """A unit of work for one worker: files from one root, opened with one symlink policy.
-
-    Files are batched because a Pool round trip costs ~12 us per task; paths are sent and the
-    results come back in the same order, so results carry no paths over the pipe.
-    """
-
-    batch_id: int
-    root: str
-    follow: bool
-    paths: tuple[str, ...]
-    #: Records made before hashing (the walker's error records, stdin's digest); they ride
-    #: along so that every record reaches the consumer through the one bounded channel.
-    ready: tuple[FileRecord, ...] = ()
-    #: Algorithm for this batch when it is not the run's default (``check`` of mixed files).
-    algo: str | None = None
-    #: For ``check``: what each path is expected to hash to, parallel to ``paths``.
-    expected: tuple[Expected, ...] = ()
-    #: Read files with several hard links (the one read of an inode) instead of deferring.
-    read_links: bool = False
-    #: The paths were named by the user (arguments, ``--files-from``, sums-file lines), not
-    #: met while walking: a FIFO or device among them is read as sha256sum reads it.
-    named: bool = False
-
-
 @dataclass(slots=True)
 class Summary:
     """Counters for one run; the exit policy lives in ``exit_codes.exit_code_for``."""
@@ -95,6 +69,19 @@ class Summary:
 
     #: How many error records the summary lists.
     LISTED_ERRORS = 10
+
+    def add_chunk(self, files: int, nbytes: int, errors: list[tuple[str, str]]) -> None:
+        """Count one chunk of records: ``files`` of them, ``nbytes`` hashed, ``errors``
+        the (path, message) of its error records (the first few are kept to list again)."""
+        if errors:
+            if not self.errors:
+                self.before_first_error = self.files
+            self.errors += len(errors)
+            room = self.LISTED_ERRORS - len(self.first_errors)
+            for path, message in errors[: max(room, 0)]:
+                self.first_errors.append(FileRecord(path, "", None, None, None, message))
+        self.files += files
+        self.bytes += nbytes
 
     def add(self, record: FileRecord) -> None:
         self.files += 1

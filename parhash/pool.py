@@ -1,25 +1,26 @@
-"""Executors: run ``hashing.hash_batch`` over a stream of batches, in-process or in a Pool.
+"""The local process pool behind the executor seam (executor.py): ``PoolExecutor``.
 
 Data flow of ``PoolExecutor`` (one pool generation; a dead worker starts the next one)::
 
-    batches (walker) --> _Gate ------------> Pool task-handler thread --> inqueue pipe
+    tasks (walker) ----> _Gate ------------> Pool task-handler thread --> inqueue pipe
        ^ pulled on the Pool's task-handler      (runs the gate)              |
-       |  thread, one permit per batch                                       v
+       |  thread, one permit per task                                        v
     permits.release() <-- results() <-- it.next(timeout) <-- outqueue <-- workers
        (consumer asks for the next result)   | on timeout: are the original
                                              | workers still alive?
 
 Why a gate: ``Pool.imap_unordered`` drains its input eagerly on the task-handler thread (only
 the pipe's ~64 KiB slows it down), and its results pile up in an unbounded deque when the
-consumer is slow. Counting permits per batch bounds both: at most ``permits`` batches exist
+consumer is slow. Counting permits per task bounds both: at most ``permits`` tasks exist
 between the walker and the consumer. The gate polls a stop event while it waits, so
 ``terminate()`` never waits on a thread stuck in ``acquire()`` (design notes, 7a).
 
 Why a watchdog: when a worker dies (SIGKILL, OOM killer), Pool replaces it but never answers
 its task, so a blocking ``next()`` waits forever (https://github.com/python/cpython/issues/66587).
 We never block: on each timeout tick we check that the workers we started are alive. If one
-is gone, the pool is torn down and the batches that were in flight are retried once, one
-file per batch, in a fresh pool; a file whose retry dies too becomes an error record. This
+is gone, the pool is torn down and the tasks that were in flight come back as ``LostTask``
+(the pipeline retries their files once, one per task; a file whose retry dies too becomes an
+error record), and the next tasks run in a fresh pool. This
 keeps ``Pool.imap_unordered`` (the design we chose) while behaving like
 ``ProcessPoolExecutor``'s sentinel wait. Each death is one warning line (which worker, which
 signal, how many files are retried); the run's exit status still describes the records,
@@ -34,20 +35,20 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
-import itertools
 import multiprocessing
+import multiprocessing.pool
 import os
 import signal
 import sys
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import replace
 
+from parhash.executor import BaseExecutor
 from parhash.exit_codes import FatalError
-from parhash.hashing import HashSettings, WorkCounters, count_progress, hash_batch
-from parhash.model import Batch
+from parhash.hashing import WorkCounters, count_progress
+from parhash.tasks import LostTask, Task, TaskResult, WorkSpec
+from parhash.worker import run_task
 
 try:  # imported now: once descriptors run out, even an import fails
     import resource
@@ -58,16 +59,12 @@ except ImportError:  # not POSIX
 #: noticed within a second, long enough that the check (one waitpid per child) costs nothing.
 WATCHDOG_INTERVAL = 0.25
 
-#: Batches admitted per worker process. More keeps workers fed while the parent formats
-#: output; fewer bounds memory tighter. 4 x processes x 128 paths is ~100 KiB of paths.
+#: Tasks admitted per worker process. More keeps workers fed while the parent writes
+#: output; fewer bounds memory tighter. 4 x processes x 1,024 paths is ~1 MiB of paths.
 PERMITS_PER_PROCESS = 4
 
 #: How long the gate sleeps between checks of the stop event while waiting for a permit.
 GATE_POLL = 0.1
-
-#: Error text for files that were lost twice with a dying worker.
-WORKER_DIED = "worker process died while hashing this file"
-
 
 #: The signals the parent handles with Python handlers (cli.guarded). They are blocked
 #: while a pool starts its workers, so a worker starts with them blocked and unblocks them
@@ -237,6 +234,23 @@ DESCRIPTORS_PER_WORKER = 2
 POOL_DESCRIPTORS = 16
 
 
+class _Pool(multiprocessing.pool.Pool):
+    """``multiprocessing.Pool`` whose worker-handler thread does not spin on results.
+
+    Since https://github.com/python/cpython/pull/11488 (bpo-35493) that thread sleeps in
+    ``wait()`` on the workers' sentinels, the change notifier and the result pipe's read
+    end. The pipe is level-triggered and read by another thread (the result handler), so
+    while a result is in the pipe the handler wakes, rebuilds its selector and polls every
+    worker, again and again: measured, 40% of the parent's samples on 100,000 small files
+    (py-spy), more than the walker. Its only use is to reap workers retired by
+    ``maxtasksperchild``, which parhash never sets; a worker's death still wakes it through
+    its sentinel. ``ThreadPool`` leaves the pipe out in the same way (``_get_sentinels``).
+    """
+
+    def _get_sentinels(self):
+        return [self._change_notifier._reader]
+
+
 def _start_pool(processes: int, counters: WorkCounters | None) -> multiprocessing.pool.Pool:
     """``Pool(processes)``; the caller blocks the parent's signals around it.
 
@@ -247,7 +261,8 @@ def _start_pool(processes: int, counters: WorkCounters | None) -> multiprocessin
     _check_descriptors(DESCRIPTORS_PER_WORKER * processes + POOL_DESCRIPTORS)
     arm_pdeathsig_at_fork()
     try:
-        return multiprocessing.Pool(processes, _init_worker, (os.getpid(), counters))
+        context = multiprocessing.get_context()
+        return _Pool(processes, _init_worker, (os.getpid(), counters), context=context)
     except OSError as exc:
         if exc.errno in (errno.EMFILE, errno.ENFILE):
             raise FatalError(too_many_open_files()) from None
@@ -297,147 +312,92 @@ def describe_death(pid: int, exitcode: int | None, retried: int) -> str:
     return f"worker process {pid} {how}; {files} in flight hashed again in a new pool"
 
 
-class _Executor:
-    """What both executors share: extra batches with ids of their own, progress counters,
-    and a hook run once the workers exist (the bar starts its refresh thread there, so no
-    thread of ours is alive when the first workers are forked)."""
-
-    def __init__(self, settings: HashSettings, counters: WorkCounters | None = None) -> None:
-        self.settings = settings
-        self.counters = counters
-        self.on_start: Callable[[], None] | None = None
-        self.injected: deque[Batch] = deque()
-        self._ids = itertools.count(-1, -1)  # extra batches never collide with the walker's
-
-    def inject(self, batch: Batch) -> int:
-        """Queue an extra batch (a hard link's one read); returns the id it was given."""
-        batch = replace(batch, batch_id=next(self._ids))
-        self.injected.append(batch)
-        return batch.batch_id
-
-    def _started(self) -> None:
-        if self.on_start is not None:
-            hook, self.on_start = self.on_start, None
-            hook()
-
-
-class InlineExecutor(_Executor):
-    """Hash in the calling process (``--jobs 1``): deterministic, no IPC, nothing to clean up."""
-
-    def results(self, batches: Iterable[Batch]) -> Iterator[tuple[Batch, list]]:
-        count_progress(self.counters)
-        self._started()
-        try:
-            for batch in batches:
-                yield batch, hash_batch(batch, self.settings)[1]
-                while self.injected:  # queued while the consumer handled the last result
-                    extra = self.injected.popleft()
-                    yield extra, hash_batch(extra, self.settings)[1]
-        finally:
-            count_progress(None)
-
-
 class _Gate:
-    """The input side of one pool generation: retries, injected batches, then the walker's,
-    one permit each."""
+    """The input side of one pool generation: injected tasks (retries, hard links' reads)
+    first, then the stream's, one permit each."""
 
-    def __init__(self, executor: PoolExecutor, inflight: dict[int, Batch], permits: int) -> None:
+    def __init__(self, executor: PoolExecutor, inflight: dict[int, Task], permits: int) -> None:
         self.executor = executor
         self.inflight = inflight
         self.permits = threading.Semaphore(permits)
         self.stop = threading.Event()
 
-    def __iter__(self) -> Iterator[Batch]:
+    def __iter__(self) -> Iterator[Task]:
         while True:
             while not self.permits.acquire(timeout=GATE_POLL):
                 if self.stop.is_set():
                     return
-            batch = None if self.stop.is_set() else self._next_batch()
-            if batch is None:
+            task = None if self.stop.is_set() else self._next_task()
+            if task is None:
                 return
-            # Registered before it is handed to the Pool: if the pool breaks now, the batch
-            # is still known and gets retried, never silently dropped.
-            self.inflight[batch.batch_id] = batch
-            yield batch
+            # Registered before it is handed to the Pool: if the pool breaks now, the task
+            # is still known and reported lost, never silently dropped.
+            self.inflight[task.task_id] = task
+            yield task
 
-    def _next_batch(self) -> Batch | None:
+    def _next_task(self) -> Task | None:
         executor = self.executor
         while True:
-            if executor.retry:
-                return executor.retry.popleft()
             if executor.injected:
                 return executor.injected.popleft()
             if not executor.exhausted:
                 # The lock serializes the walker between an old pool's task-handler thread
                 # that is winding down and the new pool's: a generator runs on one thread.
                 with executor.source_lock:
-                    batch = next(executor.source, None)
-                if batch is not None:
-                    return batch
+                    task = next(executor.source, None)
+                if task is not None:
+                    return task
                 executor.exhausted = True
             # The walk is over; only results still in flight can ask for more (a hard
             # link's one read). Their entries leave ``inflight`` after the consumer is done.
-            if not self.inflight and not executor.injected and not executor.retry:
+            if not self.inflight and not executor.injected:
                 return None
             if self.stop.wait(GATE_POLL / 10):
                 return None
 
 
-class PoolExecutor(_Executor):
-    """Hash in ``processes`` worker processes with bounded memory and dead-worker recovery."""
+class PoolExecutor(BaseExecutor):
+    """Run tasks in ``processes`` worker processes with bounded memory; a dead worker's
+    tasks come back as ``LostTask`` and the next tasks run in a fresh pool."""
 
     def __init__(
         self,
-        settings: HashSettings,
+        spec: WorkSpec,
         processes: int,
         counters: WorkCounters | None = None,
         warn: Callable[[str], None] | None = None,
     ) -> None:
-        super().__init__(settings, counters)
+        super().__init__(spec, counters)
         self.processes = processes
         self.warn = warn or _stderr_warning
-        self.retry: deque[Batch] = deque()
         self.exhausted = False
-        self.source: Iterator[Batch] = iter(())
+        self.source: Iterator[Task] = iter(())
         self.source_lock = threading.Lock()
+        self._results: Iterator[TaskResult | LostTask] | None = None
 
-    def results(self, batches: Iterable[Batch]) -> Iterator[tuple[Batch, list]]:
-        self.source = iter(batches)
-        retried: set[int] = set()
+    def results(self, tasks: Iterable[Task]) -> Iterator[TaskResult | LostTask]:
+        self._results = self._generations(tasks)
+        return self._results
+
+    def close(self) -> None:
+        if self._results is not None:
+            self._results.close()  # type: ignore[attr-defined]
+
+    def _generations(self, tasks: Iterable[Task]) -> Iterator[TaskResult | LostTask]:
+        self.source = iter(tasks)
         while True:
-            inflight: dict[int, Batch] = {}
+            inflight: dict[int, Task] = {}
             gate = _Gate(self, inflight, PERMITS_PER_PROCESS * self.processes)
             dead = yield from self._one_generation(gate)
             if not dead:
                 return
-            again = sum(len(b.paths) for b in inflight.values() if b.batch_id not in retried)
+            again = sum(t.count for t in inflight.values() if not t.attempt)
             for pid, exitcode in dead:
                 self.warn(describe_death(pid, exitcode, again))
-            for batch in list(inflight.values()):
-                if batch.batch_id in retried:
-                    yield batch, [(None, None, None, WORKER_DIED)] * len(batch.paths)
-                    continue
-                yield from self._retry_once(batch, retried)
+            for task in list(inflight.values()):
+                yield LostTask(task)
 
-    def _retry_once(self, batch: Batch, retried: set[int]) -> Iterator[tuple[Batch, list]]:
-        """Queue a lost batch again, one file per batch, so a file that kills its worker
-        takes only itself down the second time. A one-file batch keeps its id (a hard
-        link's read is awaited by id)."""
-        if len(batch.paths) == 1 and not batch.ready:
-            retried.add(batch.batch_id)
-            self.retry.append(batch)
-            return
-        for i, path in enumerate(batch.paths):
-            expected = (batch.expected[i],) if batch.expected else ()
-            single = replace(
-                batch, batch_id=next(self._ids), paths=(path,), ready=(), expected=expected
-            )
-            retried.add(single.batch_id)
-            self.retry.append(single)
-        if batch.ready:
-            yield replace(batch, paths=(), expected=()), []
-
-    def _one_generation(self, gate: _Gate) -> Iterator[tuple[Batch, list]]:
+    def _one_generation(self, gate: _Gate) -> Iterator[TaskResult | LostTask]:
         """Run one Pool until the input is exhausted (returns []) or a worker dies (returns
         the dead workers' (pid, exitcode))."""
         before = {p.pid for p in multiprocessing.active_children()}
@@ -448,7 +408,7 @@ class PoolExecutor(_Executor):
             _restore_signals(mask)
             raise
         workers = [p for p in multiprocessing.active_children() if p.pid not in before]
-        task = functools.partial(hash_batch, settings=self.settings)
+        work = functools.partial(run_task, self.spec)
         dead: list[tuple[int, int | None]] = []
         try:
             # A Ctrl-C or SIGTERM that came while the pool started is raised here, inside
@@ -456,11 +416,11 @@ class PoolExecutor(_Executor):
             # hangs when a worker died holding the inqueue lock).
             _restore_signals(mask)
             self._started()
-            it = pool.imap_unordered(task, gate, chunksize=1)
+            it = pool.imap_unordered(work, gate, chunksize=1)
             last_check = time.monotonic()
             while True:
                 try:
-                    batch_id, raw = it.next(timeout=WATCHDOG_INTERVAL)
+                    result = it.next(timeout=WATCHDOG_INTERVAL)
                 except StopIteration:
                     return dead
                 except multiprocessing.TimeoutError:
@@ -469,10 +429,10 @@ class PoolExecutor(_Executor):
                     if dead:
                         return dead
                     continue
-                yield gate.inflight[batch_id], raw
-                # Only now, after the consumer handled it (and maybe injected a batch), is
-                # the batch done: the gate ends the input when nothing is in flight.
-                del gate.inflight[batch_id]
+                yield result
+                # Only now, after the consumer handled it (and maybe injected a task), is
+                # the task done: the gate ends the input when nothing is in flight.
+                del gate.inflight[result.task_id]
                 gate.permits.release()
                 if time.monotonic() - last_check > 1.0:
                     last_check = time.monotonic()

@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterator
 
 from parhash.output import err, paint, plural, same_terminal, sanitize
+from parhash.sinks import WrappedSink
 
 
 def human_bytes(n: float) -> str:
@@ -290,16 +291,20 @@ class TqdmProgress(TimedProgress):
         self.bar.close()
 
 
-class _MakeWay:
+class _MakeWay(WrappedSink):
     """A sink whose writes clear the bar first: stdout and the bar share one terminal."""
 
     def __init__(self, sink, progress: TqdmProgress) -> None:
-        self.sink = sink
+        super().__init__(sink)
         self.progress = progress
 
     def write(self, records) -> None:
         with self.progress.cleared():
             self.sink.write(records)
+
+    def write_data(self, data: bytes) -> None:
+        with self.progress.cleared():
+            self.sink.write_data(data)
 
     def close(self, summary) -> None:
         with self.progress.cleared():

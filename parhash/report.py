@@ -10,10 +10,13 @@ escapes, and ``os.fsencode(json.loads(line)["path"])`` gives the original bytes 
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import os
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import BinaryIO
 
 from parhash.algorithms import get_algorithm, parse_algorithms
@@ -49,39 +52,33 @@ def display_path(record: FileRecord, relative: bool) -> str:
     return record.path  # listed by --files-from: already relative to where it was listed
 
 
-class Reporter:
-    """Common plumbing: the stream, the algorithm and the path style."""
+@dataclass(frozen=True)
+class Rendering:
+    """How records become bytes in one format: all a worker needs to format its task's
+    records exactly as the parent would (the formats stay owned here, called there)."""
 
-    def __init__(
-        self, stream: BinaryIO, algo: str, *, relative: bool = False, options: dict | None = None
-    ) -> None:
-        self.stream = stream
-        #: Several algorithms (``-a sha256,xxh3``): the first is ``algo``/``hash``, and each
-        #: gets a field of its own in jsonl/json/csv.
-        self.algos = parse_algorithms(algo) if isinstance(algo, str) else tuple(algo)
-        self.algo = self.algos[0]
-        self.relative = relative
-        #: The selection (walk and size options) the header records, for ``audit``.
-        self.options = options or {}
-        self.started = time.time()
-        self.roots: dict[str, str] = {}  # root -> its JSON string (jsonl/json)
+    fmt: str  #: "sums", "jsonl", "json" (the records array's body) or "csv" (rows only)
+    #: Several algorithms (``-a sha256,xxh3``): the first is ``algo``/``hash``, and each
+    #: gets a field of its own in jsonl/json/csv, a tagged line each in sums.
+    algos: tuple[str, ...]
+    relative: bool = False
+    tag: bool = False
+    zero: bool = False
 
-    def begin(self, roots: list[str], header: dict | None = None) -> None:
-        """Called once before the first record: writes the header, if the format has one
-        (``header``: a prepared one, as ``audit --update`` carries the old one forward)."""
 
-    def header(self, roots: list[str]) -> dict:
-        """The manifest header: what ``audit`` needs to repeat this scan (algorithms, roots
-        as given and absolute, host, path style and selection)."""
-        return manifest_header(
-            self.algos, roots, relative=self.relative, options=self.options, started=self.started
-        )
+Formatter = Callable[[list[FileRecord]], bytes]
 
-    def write(self, records: list[FileRecord]) -> None:
-        raise NotImplementedError
 
-    def close(self, summary: Summary) -> None:
-        self.stream.flush()
+@functools.lru_cache(maxsize=16)
+def formatter(rendering: Rendering) -> Formatter:
+    """The formatting function of ``rendering`` (built once per process and format)."""
+    if rendering.fmt == "sums":
+        return _SumsFormat(rendering)
+    if rendering.fmt in ("jsonl", "json"):
+        return _JsonFormat(rendering)
+    if rendering.fmt == "csv":
+        return _CsvFormat(rendering)
+    raise ValueError(f"unknown format {rendering.fmt!r}")
 
 
 #: Algorithms whose lines are always tagged: ``xxhsum -H3`` writes ``XXH3 (f) = hex``, and an
@@ -94,27 +91,25 @@ def _plain(name: str) -> bool:
     return "\\" not in name and "\n" not in name and "\r" not in name
 
 
-class SumsReporter(Reporter):
+class _SumsFormat:
     """Checksum lines exactly as the algorithm's own tool prints them: ``<hex>  <path>``
     (sha256sum, b3sum, xxhsum -H1), ``XXH3 (<path>) = <hex>`` (xxhsum -H3), or the BSD form
     for every algorithm with ``--tag``. Names are escaped as that tool escapes them.
 
     Error records print nothing here (sha256sum prints nothing on stdout for a file it can't
-    read); their warning went to stderr and they count in the exit code.
+    read); their warning goes to stderr and they count in the exit code.
     """
 
-    def __init__(
-        self, stream: BinaryIO, algo: str, *, relative: bool = False, tag: bool = False, zero=False
-    ) -> None:
-        super().__init__(stream, algo, relative=relative)
+    def __init__(self, rendering: Rendering) -> None:
+        algos = rendering.algos
+        self.relative, self.zero = rendering.relative, rendering.zero
         # Several digests per file are only unambiguous with their algorithm on each line:
         # then every file gets one tagged line per algorithm.
-        tagged = tag or len(self.algos) > 1 or self.algo in ALWAYS_TAGGED
-        self.tags = [get_algorithm(a).tag for a in self.algos] if tagged else None
-        self.styles = [escape_style(a) for a in self.algos]
-        self.zero = zero
+        tagged = rendering.tag or len(algos) > 1 or algos[0] in ALWAYS_TAGGED
+        self.tags = [get_algorithm(a).tag for a in algos] if tagged else None
+        self.styles = [escape_style(a) for a in algos]
 
-    def write(self, records: list[FileRecord]) -> None:
+    def __call__(self, records: list[FileRecord]) -> bytes:
         if self.tags is not None and len(self.tags) > 1:
             lines = [
                 format_line(
@@ -128,8 +123,23 @@ class SumsReporter(Reporter):
             ]
         else:
             lines = self._single(records)
-        if lines:
-            self.stream.write("".join(lines).encode("utf-8", "surrogateescape"))
+        return "".join(lines).encode("utf-8", "surrogateescape") if lines else b""
+
+    def from_raw(self, paths: list[str], raws: list, root: str) -> bytes | None:
+        """The lines of files that were all hashed without error, from the read results
+        (size, mtime_ns, digest, None) directly: no record per file in the worker. None when
+        this rendering needs the general path (several algorithms, -z, --relative)."""
+        if self.zero or self.relative or (self.tags is not None and len(self.tags) > 1):
+            return None
+        tag = self.tags[0] if self.tags else None
+        style = self.styles[0]
+        lines = [
+            (f"{tag} ({p}) = {r[2]}\n" if tag else f"{r[2]}  {p}\n")
+            if _plain(p)
+            else format_line(r[2], p, tag=tag, style=style)
+            for p, r in zip(paths, raws, strict=True)
+        ]
+        return "".join(lines).encode("utf-8", "surrogateescape")
 
     def _single(self, records: list[FileRecord]) -> list[str]:
         """Lines of a one-algorithm run; the common case is kept to one f-string per file,
@@ -153,11 +163,85 @@ class SumsReporter(Reporter):
         ]
 
 
+#: Distinct roots whose JSON strings a formatter remembers (every record repeats its root).
+ROOTS_REMEMBERED = 256
+
+
+class _JsonFormat:
+    """Records as JSON objects, keys in ``FIELDS`` order, built by hand for speed: one per
+    line (jsonl, with its newline), or the body of json's records array (``,\n`` between,
+    nothing after: the reporter joins chunks)."""
+
+    def __init__(self, rendering: Rendering) -> None:
+        self.algos, self.relative = rendering.algos, rendering.relative
+        self.lines = rendering.fmt == "jsonl"
+        self.roots: dict[str, str] = {}
+
+    def from_raw(self, paths: list[str], raws: list, root: str) -> bytes | None:
+        """``_SumsFormat.from_raw`` for JSON: the same text as ``_json_record`` makes."""
+        if self.relative or len(self.algos) > 1:
+            return None
+        tail = f'"algo": "{self.algos[0]}", "hash": "'
+        end = f'", "error": null, "root": {json_string(root)}}}'
+        objects = [
+            f'{{"path": {json_string(p)}, "size": {r[0]}, "mtime": {r[1]}, {tail}{r[2]}{end}'
+            for p, r in zip(paths, raws, strict=True)
+        ]
+        if self.lines:
+            return ("\n".join(objects) + "\n").encode("utf-8")
+        return ",\n".join(objects).encode("utf-8")
+
+    def __call__(self, records: list[FileRecord]) -> bytes:
+        if not records:
+            return b""
+        if len(self.roots) > ROOTS_REMEMBERED:
+            self.roots.clear()
+        objects = [_json_record(r, self.algos, self.relative, self.roots) for r in records]
+        if self.lines:
+            return ("\n".join(objects) + "\n").encode("utf-8")
+        return ",\n".join(objects).encode("utf-8")
+
+
+class _CsvFormat:
+    """RFC 4180 rows, the columns of ``FIELDS`` (plus one per algorithm with several)."""
+
+    def from_raw(self, paths: list[str], raws: list, root: str) -> bytes | None:
+        return None  # csv's writer is the cost here: the general path is as fast
+
+    def __init__(self, rendering: Rendering) -> None:
+        self.algos, self.relative = rendering.algos, rendering.relative
+        self.multi = len(self.algos) > 1
+
+    def __call__(self, records: list[FileRecord]) -> bytes:
+        algo = self.algos[0]
+        rows = []
+        for r in records:
+            row = [
+                display_path(r, self.relative),
+                "" if r.size is None else r.size,
+                "" if r.mtime_ns is None else r.mtime_ns,
+                algo,
+                r.digest or "",
+                r.error or "",
+                r.root,
+            ]
+            if self.multi:
+                row.extend((r.digest, *r.extra) if r.digest else [""] * len(self.algos))
+            rows.append(row)
+        return csv_bytes(rows)
+
+
+def csv_bytes(rows: list) -> bytes:
+    """Rows as CSV text (CRLF line ends), names with their exact bytes."""
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\r\n").writerows(rows)
+    return buf.getvalue().encode("utf-8", "surrogateescape")
+
+
 def _json_record(
     record: FileRecord, algos: tuple[str, ...], relative: bool, roots: dict[str, str]
 ) -> str:
-    """One record as a JSON object; ``roots`` caches each root's JSON string (every record
-    of a root repeats it, and the parent formats one record per file)."""
+    """One record as a JSON object; ``roots`` caches each root's JSON string."""
     size = "null" if record.size is None else record.size
     mtime = "null" if record.mtime_ns is None else record.mtime_ns
     digest = "null" if record.digest is None else f'"{record.digest}"'
@@ -179,41 +263,88 @@ def _json_record(
     )
 
 
+class Reporter:
+    """A sink for one format: the header, then bytes (formatted by the workers with
+    ``rendering``, or here by ``write`` for the records the parent makes), then the end."""
+
+    fmt = "sums"
+
+    def __init__(
+        self,
+        stream: BinaryIO,
+        algos: tuple[str, ...] | str,
+        *,
+        relative: bool = False,
+        options: dict | None = None,
+        tag: bool = False,
+        zero: bool = False,
+    ) -> None:
+        self.stream = stream
+        names = parse_algorithms(algos) if isinstance(algos, str) else tuple(algos)
+        self.rendering = Rendering(self.fmt, names, relative, tag, zero)
+        self.format = formatter(self.rendering)
+        self.algos, self.algo, self.relative = names, names[0], relative
+        #: The selection (walk and size options) the header records, for ``audit``.
+        self.options = options or {}
+        self.started = time.time()
+
+    def begin(self, roots: list[str], header: dict | None = None) -> None:
+        """Called once before the first record: writes the header, if the format has one
+        (``header``: a prepared one, as ``audit --update`` carries the old one forward)."""
+
+    def header(self, roots: list[str]) -> dict:
+        """The manifest header: what ``audit`` needs to repeat this scan (algorithms, roots
+        as given and absolute, host, path style and selection)."""
+        return manifest_header(
+            self.algos, roots, relative=self.relative, options=self.options, started=self.started
+        )
+
+    def write(self, records: list[FileRecord]) -> None:
+        """Records made in the parent (walker errors, hard links, stdin): formatted here."""
+        data = self.format(records)
+        if data:
+            self.write_data(data)
+
+    def write_data(self, data: bytes) -> None:
+        """Bytes a worker formatted with ``rendering``: written as they are."""
+        self.stream.write(data)
+
+    def close(self, summary: Summary) -> None:
+        self.stream.flush()
+
+
+class SumsReporter(Reporter):
+    """Checksum lines (``_SumsFormat``); sums files have no header."""
+
+
 class JsonlReporter(Reporter):
-    """One JSON object per line, keys in ``FIELDS`` order; built by hand for speed. Line 1
-    is ``{"header": H}`` (it has no ``path`` key, so ``jq 'select(.path)'`` skips it)."""
+    """One JSON object per line (``_JsonFormat``). Line 1 is ``{"header": H}`` (it has no
+    ``path`` key, so ``jq 'select(.path)'`` skips it)."""
+
+    fmt = "jsonl"
 
     def begin(self, roots: list[str], header: dict | None = None) -> None:
         text = json.dumps({"header": header or self.header(roots)}, ensure_ascii=True)
         self.stream.write(f"{text}\n".encode())
 
-    def write(self, records: list[FileRecord]) -> None:
-        if records:
-            text = "\n".join(
-                _json_record(r, self.algos, self.relative, self.roots) for r in records
-            )
-            self.stream.write((text + "\n").encode("utf-8"))
-
 
 class JsonReporter(Reporter):
     """One JSON document, streamed: a header object, the records array, then a summary."""
 
-    def __init__(self, stream: BinaryIO, algo: str, *, relative: bool = False, options=None):
-        super().__init__(stream, algo, relative=relative, options=options)
+    fmt = "json"
+
+    def __init__(self, stream: BinaryIO, algos, **kwargs) -> None:
+        super().__init__(stream, algos, **kwargs)
         self.first = True
 
     def begin(self, roots: list[str], header: dict | None = None) -> None:
         text = json.dumps(header or self.header(roots), ensure_ascii=True)
         self.stream.write(f'{{"header": {text},\n"files": [\n'.encode())
 
-    def write(self, records: list[FileRecord]) -> None:
-        if not records:
-            return
-        text = ",\n".join(_json_record(r, self.algos, self.relative, self.roots) for r in records)
-        if not self.first:
-            text = ",\n" + text
-        self.first = False
-        self.stream.write(text.encode("utf-8"))
+    def write_data(self, data: bytes) -> None:
+        if data:
+            self.stream.write(data if self.first else b",\n" + data)
+            self.first = False
 
     def close(self, summary: Summary) -> None:
         tail = {
@@ -232,33 +363,13 @@ class CsvReporter(Reporter):
     it, one ``#parhash-header {...}`` line carries the manifest header (``pandas.read_csv(
     comment="#")``, ``grep -v '^#'`` skip it)."""
 
+    fmt = "csv"
+
     def begin(self, roots: list[str], header: dict | None = None) -> None:
-        self.multi = len(self.algos) > 1
         text = json.dumps(header or self.header(roots), ensure_ascii=True, separators=(",", ":"))
         self.stream.write(f"{CSV_HEADER_PREFIX}{text}\r\n".encode())
-        self._emit([FIELDS + (self.algos if self.multi else ())])
-
-    def write(self, records: list[FileRecord]) -> None:
-        rows = []
-        for r in records:
-            row = [
-                display_path(r, self.relative),
-                "" if r.size is None else r.size,
-                "" if r.mtime_ns is None else r.mtime_ns,
-                self.algo,
-                r.digest or "",
-                r.error or "",
-                r.root,
-            ]
-            if self.multi:
-                row.extend((r.digest, *r.extra) if r.digest else [""] * len(self.algos))
-            rows.append(row)
-        self._emit(rows)
-
-    def _emit(self, rows: list) -> None:
-        buf = io.StringIO()
-        csv.writer(buf, lineterminator="\r\n").writerows(rows)
-        self.stream.write(buf.getvalue().encode("utf-8", "surrogateescape"))
+        multi = len(self.algos) > 1
+        self.stream.write(csv_bytes([FIELDS + (self.algos if multi else ())]))
 
 
 class SortedReporter:
@@ -286,10 +397,18 @@ class SortedReporter:
         self.inner.close(summary)
 
 
+_REPORTERS: dict[str, type[Reporter]] = {
+    "sums": SumsReporter,
+    "jsonl": JsonlReporter,
+    "json": JsonReporter,
+    "csv": CsvReporter,
+}
+
+
 def make_reporter(
     fmt: str,
     stream: BinaryIO,
-    algo: str,
+    algos: tuple[str, ...] | str,
     *,
     relative: bool = False,
     tag: bool = False,
@@ -297,16 +416,13 @@ def make_reporter(
     sort: bool = False,
     options: dict | None = None,
 ) -> Reporter | SortedReporter:
-    """Build the reporter for ``--format``; ``sort`` wraps it in a SortedReporter."""
-    reporter: Reporter
-    if fmt == "sums":
-        reporter = SumsReporter(stream, algo, relative=relative, tag=tag, zero=zero)
-    elif fmt == "jsonl":
-        reporter = JsonlReporter(stream, algo, relative=relative, options=options)
-    elif fmt == "json":
-        reporter = JsonReporter(stream, algo, relative=relative, options=options)
-    elif fmt == "csv":
-        reporter = CsvReporter(stream, algo, relative=relative, options=options)
-    else:
+    """Build the reporter for ``--format``; ``sort`` wraps it in a SortedReporter. ``tag``
+    and ``zero`` shape sums lines only; ``options`` is the header's selection."""
+    cls = _REPORTERS.get(fmt)
+    if cls is None:
         raise ValueError(f"unknown format {fmt!r}")
+    if fmt == "sums":
+        reporter = cls(stream, algos, relative=relative, tag=tag, zero=zero)
+    else:
+        reporter = cls(stream, algos, relative=relative, options=options)
     return SortedReporter(reporter) if sort else reporter

@@ -177,16 +177,18 @@ def walk_directory(root: str, options: WalkOptions) -> Iterator[str | FileRecord
     dangling link is an error record. Other non-regular files (FIFOs, sockets, devices) are
     error records: they are never opened.
     """
-    for paths, records in walk_listings(root, options):
+    for prefix, names, records in walk_listings(root, options):
         yield from records
-        yield from paths
+        for name in names:
+            yield prefix + name
 
 
 def walk_listings(
     root: str, options: WalkOptions, skipped: list[str] | None = None
-) -> Iterator[tuple[list[str], list[FileRecord]]]:
-    """``walk_directory`` one directory at a time: (file paths, error records) per listing,
-    what the batcher consumes (a list per directory costs less than a resumption per file).
+) -> Iterator[tuple[str, list[str], list[FileRecord]]]:
+    """``walk_directory`` one directory at a time: (path prefix, file names, error records)
+    per listing, what the batcher consumes (a list per directory costs less than a
+    resumption per file, and a task carries each directory's prefix once).
     Mount points of pseudo filesystems that were not entered are appended to ``skipped``
     (``"/proc: proc filesystem"``)."""
     return _Walk(root, options, skipped).run()
@@ -243,11 +245,11 @@ class _Walk:
         self.long_paths = LongPathOpener()
         self.stack: list[_Dir] = []
 
-    def run(self) -> Iterator[tuple[list[str], list[FileRecord]]]:
+    def run(self) -> Iterator[tuple[str, list[str], list[FileRecord]]]:
         try:
             st = os.stat(self.root)
         except OSError as exc:
-            yield [], [self.error(self.root, f"cannot list directory: {describe_oserror(exc)}")]
+            yield "", [], [self.error(self.root, f"cannot list directory: {describe_oserror(exc)}")]
             return
         self.root_dev = st.st_dev
         ancestors = _Ancestor(st.st_dev, st.st_ino, None) if self.follow else None
@@ -258,13 +260,14 @@ class _Walk:
                 entries = self.list_directory(directory.path)
             except OSError as exc:
                 error = f"cannot list directory: {describe_oserror(exc)}"
-                yield [], [self.error(directory.path, error)]
+                yield "", [], [self.error(directory.path, error)]
                 continue
             yield self.classify(entries, directory)
         self.long_paths.close()
 
     def list_directory(self, dirpath: str) -> list[os.DirEntry[str]]:
-        """A directory's entries, sorted by name.
+        """A directory's entries, in the order the file system lists them (``classify``
+        sorts what it keeps: names sort faster as plain strings than entries by key).
 
         A path beyond PATH_MAX is listed through a descriptor from ``long_paths``; its
         entries stat through that descriptor, which stays open until the next deep
@@ -272,17 +275,18 @@ class _Walk:
         """
         try:
             with os.scandir(dirpath) as it:
-                return sorted(it, key=_BY_NAME)
+                return list(it)
         except OSError as exc:
             if exc.errno != errno.ENAMETOOLONG:
                 raise
         with os.scandir(self.long_paths.open_dir(dirpath)) as it:
-            return sorted(it, key=_BY_NAME)
+            return list(it)
 
     def classify(
         self, entries: list[os.DirEntry[str]], directory: _Dir
-    ) -> tuple[list[str], list[FileRecord]]:
-        """A directory's files and error records; its subdirectories go on the stack.
+    ) -> tuple[str, list[str], list[FileRecord]]:
+        """A directory's path prefix, the names of its files and its error records; its
+        subdirectories go on the stack.
 
         Builds lists instead of yielding per entry: the walker runs in the parent process,
         whose time per file bounds the whole run on trees of small files.
@@ -295,7 +299,7 @@ class _Walk:
             ignores = self.read_gitignore(entries, directory)
         plain = not (excludes or ignores or self.skip_inodes or self.named or not options.hidden)
         prefix = child_prefix(directory.path)
-        paths: list[str] = []
+        names: list[str] = []
         records: list[FileRecord] = []
         subdirs: list[_Dir] = []
         for entry in entries:
@@ -303,12 +307,12 @@ class _Walk:
             try:
                 if plain:
                     if entry.is_file(follow_symlinks=follow):
-                        paths.append(prefix + name)
+                        names.append(name)
                         continue
                 elif self.excluded(entry, name, directory, ignores):
                     continue
                 elif entry.is_file(follow_symlinks=follow):
-                    paths.append(prefix + name)
+                    names.append(name)
                     continue
                 path = prefix + name
                 if entry.is_dir(follow_symlinks=follow):
@@ -328,11 +332,15 @@ class _Walk:
                     records.append(self.error(path, f"not a regular file ({kind})"))
             except OSError as exc:
                 records.append(self.error(prefix + name, describe_oserror(exc)))
-        self.stack.extend(reversed(subdirs))
-        if options.inode_order and len(paths) > 1:
-            inode = {prefix + e.name: e.inode() for e in entries}
-            paths.sort(key=inode.__getitem__)
-        return paths, records
+        subdirs.sort(key=_BY_PATH, reverse=True)  # popped in name order
+        self.stack.extend(subdirs)
+        records.sort(key=_BY_PATH)
+        if options.inode_order and len(names) > 1:
+            inode = {e.name: e.inode() for e in entries}
+            names.sort(key=inode.__getitem__)
+        else:
+            names.sort()
+        return prefix, names, records
 
     def excluded(self, entry: os.DirEntry[str], name: str, directory: _Dir, ignores: tuple) -> bool:
         """--exclude, --no-hidden, .gitignore and parhash's own output files."""
@@ -434,7 +442,8 @@ def _ignored(ignores, rel: str, is_dir: bool) -> bool:
     return verdict
 
 
-_BY_NAME = operator.attrgetter("name")
+#: Subdirectories and error records are sorted by path; file names as plain strings.
+_BY_PATH = operator.attrgetter("path")
 
 
 def _error(path: str, root: str, message: str) -> FileRecord:

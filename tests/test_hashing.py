@@ -13,8 +13,9 @@ import xxhash
 from conftest import deadline, run_unprivileged
 
 from parhash.algorithms import ALGORITHMS, get_algorithm
-from parhash.hashing import CHUNK_SIZE, HashSettings, hash_batch, hash_file
-from parhash.model import Batch
+from parhash.hashing import CHUNK_SIZE, HashSettings, hash_file, hash_files
+from parhash.tasks import Task, WorkSpec
+from parhash.worker import run_task
 
 #: Independent reference digests, one per algorithm parhash offers (hex strings).
 REFERENCE: dict[str, Callable[[bytes], str]] = {
@@ -100,7 +101,7 @@ def test_reused_buffer_does_not_leak_between_files(name, tmp_path):
 
 
 @pytest.mark.parametrize("name", sorted(REFERENCE))
-def test_hash_batch_keeps_order_and_errors(name, tmp_path):
+def test_hash_files_keeps_order_and_errors(name, tmp_path):
     contents = {"a": b"alpha", "b": payload(CHUNK_SIZE + 1), "c": b""}
     for file_name, data in contents.items():
         (tmp_path / file_name).write_bytes(data)
@@ -110,9 +111,7 @@ def test_hash_batch_keeps_order_and_errors(name, tmp_path):
         str(tmp_path / "a"),
         str(tmp_path / "b"),
     )
-    batch = Batch(batch_id=42, root=str(tmp_path), follow=False, paths=paths)
-    batch_id, results = hash_batch(batch, HashSettings((name,)))
-    assert batch_id == 42
+    results = hash_files(paths, [get_algorithm(name)], False, HashSettings((name,)))
     assert len(results) == 4
     for path, result in zip(paths, results, strict=True):
         base = os.path.basename(path)
@@ -124,9 +123,13 @@ def test_hash_batch_keeps_order_and_errors(name, tmp_path):
             assert result == (len(data), os.stat(path).st_mtime_ns, REFERENCE[name](data), None)
 
 
-def test_hash_batch_accepts_alias():
-    batch = Batch(batch_id=0, root="/", follow=True, paths=())
-    assert hash_batch(batch, HashSettings(("XXH3_64",))) == (0, [])
+def test_a_task_accepts_an_alias(tmp_path):
+    (tmp_path / "f").write_bytes(b"data")
+    task = Task(0, str(tmp_path), ((f"{tmp_path}/", ("f",)),))
+    result = run_task(WorkSpec(HashSettings(("XXH3_64",))), task)
+    assert result.rows == [
+        (0, 4, os.stat(tmp_path / "f").st_mtime_ns, (REFERENCE["xxh3"](b"data"),), None)
+    ]
 
 
 def test_missing_file_is_an_error_result(tmp_path):

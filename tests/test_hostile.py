@@ -36,8 +36,6 @@ from test_processes import unprivileged  # noqa: F401
 import parhash
 import parhash.pipeline  # imported now: run_unprivileged's child may not read it
 import parhash.pool
-from parhash.hashing import hash_batch
-from parhash.model import Batch
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="mknod, inotify and /proc")
 
@@ -748,23 +746,21 @@ def test_hostile_names_audit_unchanged_with_every_manifest_format(names_tree, tm
 # --------------------------------------------------------------------------- walk/read races
 
 
-def hash_with_sha256(batch: Batch) -> list[tuple]:
-    """``hash_batch`` as a worker calls it."""
-    from parhash.hashing import HashSettings
+def hash_with_sha256(paths: tuple[str, ...]) -> list[tuple]:
+    """The worker's read of a task's files, as it calls it."""
+    from parhash.algorithms import get_algorithm
+    from parhash.hashing import HashSettings, hash_files
 
-    batch_id, results = hash_batch(batch, HashSettings(algos=("sha256",)))
-    assert batch_id == batch.batch_id
-    return results
+    return hash_files(paths, [get_algorithm("sha256")], False, HashSettings(algos=("sha256",)))
 
 
-def test_file_removed_between_listing_and_reading_hash_batch(tmp_path):
+def test_file_removed_between_listing_and_reading_hash_files(tmp_path):
     contents = {name: f"{name} content\n".encode() for name in ("a", "b", "c")}
     for name, data in contents.items():
         (tmp_path / name).write_bytes(data)
     paths = tuple(str(tmp_path / name) for name in contents)
-    batch = Batch(batch_id=7, root=str(tmp_path), follow=False, paths=paths)
     (tmp_path / "b").unlink()  # listed, then gone before the worker opens it
-    a, b, c = hash_with_sha256(batch)
+    a, b, c = hash_with_sha256(paths)
     assert b[:3] == (None, None, None)
     assert b[3] == "No such file or directory"
     for result, name in ((a, "a"), (c, "c")):

@@ -259,8 +259,8 @@ def test_term_dumb_gets_no_carriage_returns_and_no_colours(make_tree, tmp_path):
 def test_plain_status_line_from_the_counters():
     """The TERM=dumb line (every 10 s, so too slow for a real run here) from real shared
     counters: bytes of the exact total once every file was started, then extrapolated."""
+    from parhash.batching import WalkProgress
     from parhash.hashing import ANNOUNCED, READ, STARTED, WorkCounters
-    from parhash.pipeline import WalkProgress
     from parhash.progress import PlainProgress, Snapshot
 
     progress = PlainProgress()
