@@ -39,6 +39,7 @@ with the previous digest of every file unreadable now: an update never thins the
 from __future__ import annotations
 
 import json
+import operator
 import os
 import sqlite3
 import stat
@@ -91,8 +92,10 @@ _PLAIN_COLUMNS = "size, mtime, hash"
 _SCANNED_COLUMNS = "size, mtime, hash, error"
 
 
-def _scanned_row(r: FileRecord) -> ScannedRow:
-    return (r.path, r.size, r.mtime_ns, r.digest, r.error, r.extra)
+_SCANNED_ROW: Callable[[FileRecord], ScannedRow] = operator.attrgetter(
+    "path", "size", "mtime_ns", "digest", "error", "extra"
+)
+_ROOT_OF = operator.attrgetter("root")
 
 
 def _joined(prefix: str) -> str:
@@ -254,8 +257,7 @@ class AuditStore:
             f"INSERT INTO {table} (ri, key, path, {columns}) VALUES ({int(ri)}, "
             f"{_joined(key_prefix)}, {_joined(path_prefix)}, {values})"
         )
-        self.db.executemany(sql, rows)
-        return len(rows)
+        return self.db.executemany(sql, rows).rowcount
 
     def scan_roots(self, scanned: list[str | None], prefixes: list[str]) -> list[str]:
         """Scan the manifest's roots at ``scanned`` (same order: a root as recorded, its
@@ -274,26 +276,31 @@ class AuditStore:
 
     def add_scanned(self, records: list[FileRecord]) -> None:
         """Insert one batch of scan records (called on the writer thread)."""
-        by_root: dict[str, list[ScannedRow]] = {}
-        for r in records:
-            by_root.setdefault(r.root, []).append(_scanned_row(r))
-        for root, rows in by_root.items():
-            self.add_scanned_rows(root, rows)
+        roots = set(map(_ROOT_OF, records))
+        if len(roots) == 1:  # a batch is of one root: no Python loop per record
+            self.add_scanned_rows(roots.pop(), list(map(_SCANNED_ROW, records)))
+            return
+        for root in roots:
+            self.add_scanned_rows(root, [_SCANNED_ROW(r) for r in records if r.root == root])
 
     def add_scanned_rows(self, root: str, rows: Sequence[ScannedRow]) -> None:
         """Insert scanned files of one root: (path, size, mtime_ns, digest, error, extra)
         each, ``extra`` the digests after the first (or empty). The common batch (every
         path ASCII, below the root, already normal; no extra digests; no subtree
-        selection) is three C-level passes and one ``executemany``, SQLite making each
-        key and path from the relative name; any other takes ``_scanned_slow``."""
+        selection) is a few C-level passes over its columns and one ``executemany``,
+        SQLite making each key and path from the relative name; any other takes
+        ``_scanned_slow``."""
+        if not rows:
+            return
         ri = self._root_index[root]
         child = child_prefix(root)
-        if self.reach is None and not any(row[5] for row in rows):
-            keys = plain_keys(tuple(row[0] for row in rows), child)
+        paths, sizes, mtimes, digests, errors, extras = zip(*rows, strict=True)
+        if self.reach is None and not any(extras):
+            keys = plain_keys(paths, child)
             if keys is not None:
                 prefix = self.prefixes[ri]
                 key_prefix = prefix + os.sep if prefix else ""
-                columns = [(k, *row[1:5]) for k, row in zip(keys, rows, strict=True)]
+                columns = zip(keys, sizes, mtimes, digests, errors, strict=True)
                 self._insert_rows("new", ri, key_prefix, child, columns, _SCANNED_COLUMNS)
                 return
         self._scanned_slow(ri, root, rows)
@@ -462,7 +469,10 @@ class AuditStore:
         classes at once, the same conditions as ``_WHERE``) and one each for ``removed``
         and ``moved``, instead of a join per class (0.36 s down to 0.12 s for 100,000
         unchanged files). Remembered, so that ``events`` of an empty class reads nothing."""
-        row = self.db.execute(_COUNTS_SQL).fetchone()
+        moves = self.db.execute(
+            "SELECT EXISTS (SELECT 1 FROM moved) OR EXISTS (SELECT 1 FROM edited)"
+        ).fetchone()[0]
+        row = self.db.execute(_COUNTS_SQL[bool(moves)]).fetchone()
         found = dict(zip(_COUNTED_TOGETHER, row, strict=True))
         for kind in ("removed", "moved"):
             found[kind] = self.db.execute(_COUNT[kind]).fetchone()[0]
@@ -698,25 +708,38 @@ _COUNTED_TOGETHER = ("unreadable", "unchanged", "corrupted", "modified", "added"
 # directory moved, the old row it was edited from (``eo``); the move into it (``here``:
 # ``_NOT_MOVED_HERE`` as a join, one probe per row instead of one per condition). Each
 # sum is its class's ``_WHERE`` condition (a NULL, like a false one, counts nothing).
-_COUNTS_SQL = """
+
+
+def _counts_sql(moves: bool) -> str:
+    """``_COUNTS_SQL``; without ``moves`` (``moved`` and ``edited`` both empty, as after an
+    unchanged night) the same sums with those joins' columns known to be NULL: one join
+    per row instead of four (0.11 s down to 0.05 s for 100,000 files)."""
+    here = "here.new_key IS NULL" if moves else "1"
+    edited = "edited.new_key" if moves else "NULL"
+    joins = (
+        "LEFT JOIN edited ON edited.new_ri = new.ri AND edited.new_key = new.key\n"
+        "LEFT JOIN old AS eo ON eo.ri = edited.old_ri AND eo.key = edited.old_key\n"
+        "LEFT JOIN moved AS here ON here.new_ri = new.ri AND here.new_key = new.key"
+    )
+    return f"""
 SELECT
   sum(new.error IS NOT NULL),
   sum(old.key IS NOT NULL AND new.error IS NULL AND old.hash = new.hash),
   sum(old.key IS NOT NULL AND new.error IS NULL AND old.error IS NULL
       AND old.hash != new.hash AND old.size = new.size AND old.mtime = new.mtime
-      AND here.new_key IS NULL),
-  sum(new.error IS NULL AND here.new_key IS NULL
-      AND CASE WHEN edited.new_key IS NOT NULL THEN eo.key IS NOT NULL
+      AND {here}),
+  sum(new.error IS NULL AND {here}
+      AND CASE WHEN {edited} IS NOT NULL THEN {"eo.key IS NOT NULL" if moves else "0"}
           ELSE old.key IS NOT NULL AND (old.error IS NOT NULL OR (old.hash != new.hash
                AND NOT (old.size IS new.size AND old.mtime IS new.mtime))) END),
-  sum(old.key IS NULL AND new.error IS NULL AND here.new_key IS NULL
-      AND edited.new_key IS NULL)
+  sum(old.key IS NULL AND new.error IS NULL AND {here} AND {edited} IS NULL)
 FROM new
 LEFT JOIN old ON old.ri = new.ri AND old.key = new.key
-LEFT JOIN edited ON edited.new_ri = new.ri AND edited.new_key = new.key
-LEFT JOIN old AS eo ON eo.ri = edited.old_ri AND eo.key = edited.old_key
-LEFT JOIN moved AS here ON here.new_ri = new.ri AND here.new_key = new.key
+{joins if moves else ""}
 """
+
+
+_COUNTS_SQL = {moves: _counts_sql(moves) for moves in (True, False)}
 
 
 class AuditSink:
