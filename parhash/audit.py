@@ -235,13 +235,14 @@ class AuditStore:
 
     def _load_plain(self, plain: PlainRows, admit: Admit | None) -> int:
         """Insert a run of plain records (``PlainRows``), each row's path made by SQLite
-        from the key (``_ROWS_SQL``); with a selection, each row is admitted or kept."""
+        from the key (``_insert_rows``); with a selection, each row is admitted or kept."""
         ri = self.ri_of(plain.root)
         old = plain.rows
         if admit is not None:
-            kept = [row for row in old if not admit(ri, row[0], row[1], None)]
+            reached = [admit(ri, row[0], row[1], None) for row in old]
+            kept = [row for row, yes in zip(old, reached, strict=True) if not yes]
             if kept:
-                old = [row for row in old if admit(ri, row[0], row[1], None)]
+                old = [row for row, yes in zip(old, reached, strict=True) if yes]
                 self._insert_rows("kept", ri, "", plain.prefix, kept, _PLAIN_COLUMNS)
         return self._insert_rows("old", ri, "", plain.prefix, old, _PLAIN_COLUMNS)
 
