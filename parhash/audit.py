@@ -39,16 +39,17 @@ with the previous digest of every file unreadable now: an update never thins the
 from __future__ import annotations
 
 import json
+import operator
 import os
 import sqlite3
 import stat
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from os import fsdecode, fsencode
 
-from parhash.manifest import ManifestEntry, ManifestError, relative_key
+from parhash.manifest import ManifestEntry, ManifestError, PlainRows, plain_keys, relative_key
 from parhash.model import FileRecord, Summary
 from parhash.walk import child_prefix
 
@@ -73,6 +74,33 @@ DIRECTORY_SHARE = 0.9
 
 #: A directory pair (old ri, old directory key, new ri, new directory key).
 DirectoryPair = tuple[int, str, int, str]
+
+#: ``admit(ri, key, size, error)``: does this run's selection reach a manifest entry?
+Admit = Callable[[int, str, "int | None", "str | None"], bool]
+
+#: One scanned file as ``AuditStore.add_scanned_rows`` takes it: (path, size, mtime_ns,
+#: digest, error, extra digests); the columns a worker can send without a FileRecord.
+ScannedRow = tuple[str, "int | None", "int | None", "str | None", "str | None", tuple]
+
+#: The index of ``old`` and of ``new``: by key, with every column the diff and the counts
+#: compare, so that joining the two sides reads both indexes in key order and never the
+#: rows (which are in scan order: a random read each).
+_COVERING = "ri, key, hash, size, mtime, error"
+
+#: The columns after the relative name in ``_insert_rows``'s rows.
+_PLAIN_COLUMNS = "size, mtime, hash"
+_SCANNED_COLUMNS = "size, mtime, hash, error"
+
+
+_SCANNED_ROW: Callable[[FileRecord], ScannedRow] = operator.attrgetter(
+    "path", "size", "mtime_ns", "digest", "error", "extra"
+)
+_ROOT_OF = operator.attrgetter("root")
+
+
+def _joined(prefix: str) -> str:
+    """SQL for the BLOB ``prefix`` + the relative name ``?1`` (a literal: no parameter)."""
+    return f"CAST(X'{fsencode(prefix).hex()}' || ?1 AS BLOB)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +171,8 @@ class AuditStore:
         self.relative_paths = False
         #: Directory moves ``diff`` recognised (their empty files paired as moves too).
         self.directories: set[DirectoryPair] = set()
+        #: What ``counts`` found (None: not counted yet).
+        self._counts: dict[str, int] | None = None
 
     def close(self) -> None:
         self.db.close()
@@ -161,39 +191,74 @@ class AuditStore:
             self.ri_of(root)
 
     def load_manifest(
-        self, entries: Iterable[ManifestEntry], admit: Callable[[ManifestEntry, str], bool], source
+        self,
+        entries: Iterable[ManifestEntry | PlainRows],
+        admit: Admit | None,
+        source,
     ) -> int:
-        """Insert the manifest's entries and index them: ``admit(entry, key)`` says whether
-        this run's selection reaches the path; the others go to ``kept``, untouched. A path
-        listed twice makes the manifest untrustworthy. Returns the count compared."""
+        """Insert the manifest's entries and index them: ``admit(ri, key, size, error)``
+        says whether this run's selection reaches the path (None: it reaches them all);
+        the others go to ``kept``, untouched. A path listed twice makes the manifest
+        untrustworthy. Returns the count compared."""
         rows: dict[str, list[tuple]] = {"old": [], "kept": []}
         count = 0
         for e in entries:
+            if type(e) is PlainRows:
+                count += self._load_plain(e, admit)
+                continue
             key = os.path.normpath(e.path) if self.relative_paths else relative_key(e.path, e.root)
-            table = "old" if admit(e, key) else "kept"
+            ri = self.ri_of(e.root)
+            table = "old" if admit is None or admit(ri, key, e.size, e.error) else "kept"
             extra = None
             if self.extra_algos and e.extra:
                 extra = json.dumps([e.extra.get(a) for a in self.extra_algos])
-            row = (self.ri_of(e.root), fsencode(key), fsencode(e.path))
-            rows[table].append((*row, e.size, e.mtime_ns, e.digest, e.error, extra))
+            row = (ri, fsencode(key), fsencode(e.path), e.size, e.mtime_ns, e.digest, e.error)
+            rows[table].append((*row, extra))
             if len(rows[table]) >= LOAD_CHUNK:
                 count += self._flush(table, rows[table])
         count += self._flush("old", rows["old"])
         self._flush("kept", rows["kept"])
+        self.db.execute(f"CREATE INDEX old_key ON old ({_COVERING})")
+        self.db.execute("CREATE INDEX kept_key ON kept (ri, key)")
         for table in ("old", "kept"):
-            try:
-                self.db.execute(f"CREATE UNIQUE INDEX {table}_key ON {table} (ri, key)")
-            except sqlite3.IntegrityError:
-                (path,) = self.db.execute(
-                    f"SELECT min(path) FROM {table} GROUP BY ri, key HAVING count(*) > 1 LIMIT 1"
-                ).fetchone()
-                raise ManifestError(f"{source}: {fsdecode(path)!r} is listed twice") from None
+            twice = self.db.execute(
+                f"SELECT min(path) FROM {table} GROUP BY ri, key HAVING count(*) > 1 LIMIT 1"
+            ).fetchone()
+            if twice is not None:
+                raise ManifestError(f"{source}: {fsdecode(twice[0])!r} is listed twice")
         return count
 
     def _flush(self, table: str, rows: list[tuple]) -> int:
         count = self._insert(table, rows)
         rows.clear()
         return count
+
+    def _load_plain(self, plain: PlainRows, admit: Admit | None) -> int:
+        """Insert a run of plain records (``PlainRows``), each row's path made by SQLite
+        from the key (``_insert_rows``); with a selection, each row is admitted or kept."""
+        ri = self.ri_of(plain.root)
+        old = plain.rows
+        if admit is not None:
+            reached = [admit(ri, row[0], row[1], None) for row in old]
+            kept = [row for row, yes in zip(old, reached, strict=True) if not yes]
+            if kept:
+                old = [row for row, yes in zip(old, reached, strict=True) if yes]
+                self._insert_rows("kept", ri, "", plain.prefix, kept, _PLAIN_COLUMNS)
+        return self._insert_rows("old", ri, "", plain.prefix, old, _PLAIN_COLUMNS)
+
+    def _insert_rows(
+        self, table: str, ri: int, key_prefix: str, path_prefix: str, rows, columns: str
+    ) -> int:
+        """Insert rows that start with the text ``rel`` of their key: key
+        ``key_prefix + rel``, path ``path_prefix + rel``, both made by SQLite (one bound
+        parameter fewer per row, and no Python string per path), then the ``columns``.
+        ``rel`` must be text SQLite can hold (ASCII: the callers make sure)."""
+        values = ", ".join(f"?{i}" for i in range(2, 2 + columns.count(",") + 1))
+        sql = (
+            f"INSERT INTO {table} (ri, key, path, {columns}) VALUES ({int(ri)}, "
+            f"{_joined(key_prefix)}, {_joined(path_prefix)}, {values})"
+        )
+        return self.db.executemany(sql, rows).rowcount
 
     def scan_roots(self, scanned: list[str | None], prefixes: list[str]) -> list[str]:
         """Scan the manifest's roots at ``scanned`` (same order: a root as recorded, its
@@ -212,26 +277,46 @@ class AuditStore:
 
     def add_scanned(self, records: list[FileRecord]) -> None:
         """Insert one batch of scan records (called on the writer thread)."""
-        index = self._root_index
-        keyed = ((index[r.root], self.key_of(index[r.root], r.path, r.root), r) for r in records)
+        roots = set(map(_ROOT_OF, records))
+        if len(roots) == 1:  # a batch is of one root: no Python loop per record
+            self.add_scanned_rows(roots.pop(), list(map(_SCANNED_ROW, records)))
+            return
+        for root in roots:
+            self.add_scanned_rows(root, [_SCANNED_ROW(r) for r in records if r.root == root])
+
+    def add_scanned_rows(self, root: str, rows: Sequence[ScannedRow]) -> None:
+        """Insert scanned files of one root: (path, size, mtime_ns, digest, error, extra)
+        each, ``extra`` the digests after the first (or empty). The common batch (every
+        path ASCII, below the root, already normal; no extra digests; no subtree
+        selection) is a few C-level passes over its columns and one ``executemany``,
+        SQLite making each key and path from the relative name; any other takes
+        ``_scanned_slow``."""
+        if not rows:
+            return
+        ri = self._root_index[root]
+        child = child_prefix(root)
+        paths, sizes, mtimes, digests, errors, extras = zip(*rows, strict=True)
+        if self.reach is None and not any(extras):
+            keys = plain_keys(paths, child)
+            if keys is not None:
+                prefix = self.prefixes[ri]
+                key_prefix = prefix + os.sep if prefix else ""
+                columns = zip(keys, sizes, mtimes, digests, errors, strict=True)
+                self._insert_rows("new", ri, key_prefix, child, columns, _SCANNED_COLUMNS)
+                return
+        self._scanned_slow(ri, root, rows)
+
+    def _scanned_slow(self, ri: int, root: str, rows: Sequence[ScannedRow]) -> None:
+        """``add_scanned_rows`` one row at a time: any name, a file root, a subtree."""
         reach = self.reach
-        self._insert(
-            "new",
-            (
-                (
-                    ri,
-                    fsencode(key),
-                    fsencode(r.path),
-                    r.size,
-                    r.mtime_ns,
-                    r.digest,
-                    r.error,
-                    json.dumps(r.extra) if r.extra else None,
-                )
-                for ri, key, r in keyed
-                if reach is None or reach(ri, key)
-            ),
-        )
+        out = []
+        for path, size, mtime_ns, digest, error, extra in rows:
+            key = self.key_of(ri, path, root)
+            if reach is None or reach(ri, key):
+                extra_json = json.dumps(list(extra)) if extra else None
+                row = (ri, fsencode(key), fsencode(path), size, mtime_ns, digest, error)
+                out.append((*row, extra_json))
+        self._insert("new", out)
 
     def _insert(self, table: str, rows: Iterable[tuple]) -> int:
         sql = f"INSERT INTO {table} VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
@@ -251,7 +336,7 @@ class AuditStore:
     def diff(self, size_range: tuple[int | None, int | None] = (None, None)) -> None:
         """Index the scan, set aside what it could not judge, pair moves (the one step that
         needs both sides complete)."""
-        self.db.execute("CREATE INDEX new_key ON new (ri, key)")
+        self.db.execute(f"CREATE INDEX new_key ON new ({_COVERING})")
         # A kept entry the scan reached after all (a file that grew into a size range, a
         # changed .gitignore) is compared like any other.
         reached = "WHERE EXISTS (SELECT 1 FROM new WHERE new.ri = kept.ri AND new.key = kept.key)"
@@ -381,7 +466,19 @@ class AuditStore:
             yield FileRecord(text, out_roots[ri], size, mtime, digest, error, None, extras)
 
     def counts(self) -> dict[str, int]:
-        return {kind: self.db.execute(_COUNT[kind]).fetchone()[0] for kind in CLASSES}
+        """How many paths each class holds: one pass over the scan (``_COUNTS_SQL``: five
+        classes at once, the same conditions as ``_WHERE``) and one each for ``removed``
+        and ``moved``, instead of a join per class (0.36 s down to 0.12 s for 100,000
+        unchanged files). Remembered, so that ``events`` of an empty class reads nothing."""
+        moves = self.db.execute(
+            "SELECT EXISTS (SELECT 1 FROM moved) OR EXISTS (SELECT 1 FROM edited)"
+        ).fetchone()[0]
+        row = self.db.execute(_COUNTS_SQL[bool(moves)]).fetchone()
+        found = dict(zip(_COUNTED_TOGETHER, row, strict=True))
+        for kind in ("removed", "moved"):
+            found[kind] = self.db.execute(_COUNT[kind]).fetchone()[0]
+        self._counts = {kind: found[kind] or 0 for kind in CLASSES}
+        return dict(self._counts)
 
     def moved_rows(
         self, below: tuple[int, str] | None = None
@@ -410,7 +507,10 @@ class AuditStore:
         return key if len(self.roots) <= 1 else os.path.join(self.roots[ri], key)
 
     def events(self, kind: str) -> Iterator[AuditEvent]:
-        """Stream one class's events in path order."""
+        """Stream one class's events in path order (none without a query when ``counts``
+        found the class empty: an unchanged tree costs no pass per class)."""
+        if self._counts is not None and not self._counts[kind]:
+            return
         for row in self.db.execute(_SELECT[kind]):
             ri, key, mri, mkey, op, os_, om, oh, oe, np, ns, nm, nh, ne = row
             old = Side(fsdecode(op), os_, om, oh, oe) if op is not None else None
@@ -600,6 +700,47 @@ _SELECT = {
     k: f"SELECT {_COLUMNS.get(k, _DEFAULT_COLUMNS)} {_WHERE[k]} ORDER BY 1, 2" for k in CLASSES
 }
 _COUNT = {k: f"SELECT count(*) {_WHERE[k]}" for k in CLASSES}
+
+#: The classes ``_COUNTS_SQL`` counts in one pass over ``new``, in its column order.
+_COUNTED_TOGETHER = ("unreadable", "unchanged", "corrupted", "modified", "added")
+
+# One row per scanned path (``edited`` and ``moved`` hold a new key at most once: unique
+# indexes): its old row under the same key (``old``); for a file edited while its
+# directory moved, the old row it was edited from (``eo``); the move into it (``here``:
+# ``_NOT_MOVED_HERE`` as a join, one probe per row instead of one per condition). Each
+# sum is its class's ``_WHERE`` condition (a NULL, like a false one, counts nothing).
+
+
+def _counts_sql(moves: bool) -> str:
+    """``_COUNTS_SQL``; without ``moves`` (``moved`` and ``edited`` both empty, as after an
+    unchanged night) the same sums with those joins' columns known to be NULL: one join
+    per row instead of four (0.11 s down to 0.05 s for 100,000 files)."""
+    here = "here.new_key IS NULL" if moves else "1"
+    edited = "edited.new_key" if moves else "NULL"
+    joins = (
+        "LEFT JOIN edited ON edited.new_ri = new.ri AND edited.new_key = new.key\n"
+        "LEFT JOIN old AS eo ON eo.ri = edited.old_ri AND eo.key = edited.old_key\n"
+        "LEFT JOIN moved AS here ON here.new_ri = new.ri AND here.new_key = new.key"
+    )
+    return f"""
+SELECT
+  sum(new.error IS NOT NULL),
+  sum(old.key IS NOT NULL AND new.error IS NULL AND old.hash = new.hash),
+  sum(old.key IS NOT NULL AND new.error IS NULL AND old.error IS NULL
+      AND old.hash != new.hash AND old.size = new.size AND old.mtime = new.mtime
+      AND {here}),
+  sum(new.error IS NULL AND {here}
+      AND CASE WHEN {edited} IS NOT NULL THEN {"eo.key IS NOT NULL" if moves else "0"}
+          ELSE old.key IS NOT NULL AND (old.error IS NOT NULL OR (old.hash != new.hash
+               AND NOT (old.size IS new.size AND old.mtime IS new.mtime))) END),
+  sum(old.key IS NULL AND new.error IS NULL AND {here} AND {edited} IS NULL)
+FROM new
+LEFT JOIN old ON old.ri = new.ri AND old.key = new.key
+{joins if moves else ""}
+"""
+
+
+_COUNTS_SQL = {moves: _counts_sql(moves) for moves in (True, False)}
 
 
 class AuditSink:

@@ -16,10 +16,10 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from parhash.audit import AuditStore, out_of_range, write_update
+from parhash.audit import Admit, AuditStore, out_of_range, write_update
 from parhash.exit_codes import FatalError
 from parhash.layout import manifest_header
-from parhash.manifest import ManifestEntry, ManifestError, ManifestInfo, iter_entries
+from parhash.manifest import ManifestError, ManifestInfo, iter_entries
 from parhash.options import ScanOptions
 from parhash.walk import GitignoreFilter, PathFilter, WalkOptions, child_prefix
 
@@ -156,22 +156,35 @@ def reach(selection: Selection, plan: RootPlan, roots: list[str]) -> Callable[[i
     return check
 
 
-def admit(selection: Selection, plan: RootPlan, store: AuditStore):
-    """``admit(entry, key)`` for ``AuditStore.load_manifest``: would this run reach the
-    manifest's entry? Those it would not are kept as they are, neither added nor removed.
-    (A root met only in records, of a header-less manifest, is scanned as named.)"""
+def admit(selection: Selection, plan: RootPlan, store: AuditStore) -> Admit | None:
+    """``admit(ri, key, size, error)`` for ``AuditStore.load_manifest``: would this run
+    reach the manifest's entry? Those it would not are kept as they are, neither added nor
+    removed. None when it reaches every entry (the default selection over whole roots):
+    the store then loads without a call per entry."""
+    if _reaches_all(selection, plan):
+        return None
     selected = reach(selection, plan, store.roots)
     low, high = selection.size_range
 
-    def check(entry: ManifestEntry, key: str) -> bool:
-        ri = store.ri_of(entry.root)
+    def check(ri: int, key: str, size: int | None, error: str | None) -> bool:
         if ri < len(plan.scanned) and not plan.covers(ri, key):
             return False
-        if entry.error is None and out_of_range(entry.size, low, high):
+        if error is None and out_of_range(size, low, high):
             return False
         return selected(ri, key)
 
     return check
+
+
+def _reaches_all(selection: Selection, plan: RootPlan) -> bool:
+    """Whether the selection takes every path of every root: nothing a path, a size or a
+    .gitignore could leave out, each root scanned whole. (A root met only in the records
+    of a header-less manifest is scanned as named, whole, too.)"""
+    o = selection.options
+    selects = o["exclude"] or o["max_depth"] is not None or not o["hidden"] or o["gitignore"]
+    sized = o["min_size"] is not None or o["max_size"] is not None
+    whole = all(root is not None for root in plan.scanned) and not any(plan.prefixes)
+    return not (selects or sized) and whole
 
 
 def walk_options(selection: Selection, plan: RootPlan) -> WalkOptions:
@@ -362,7 +375,8 @@ def load(
     algos = tuple(info.algos or [info.algo]) if update else (info.algo,)
     store.extra_algos = algos[1:]
     store.relative_paths = info.header is not None and bool(info.relative)
-    store.load_manifest(iter_entries(info), admit(selection, plan, store), info.path)
+    entries = iter_entries(info, plain=True, relative=store.relative_paths)
+    store.load_manifest(entries, admit(selection, plan, store), info.path)
     if len(store.roots) > len(info.roots):  # a header-less manifest's other roots
         plan = plan_roots(info, store.roots, root)
     if any(plan.prefixes):
