@@ -74,6 +74,7 @@ DEFAULT_CORPUS_DIR = os.environ.get("PARHASH_BENCH_DIR") or "/tmp/parhash-bench"
 DEFAULT_MAKE_CORPUS = os.path.normpath(os.path.join(REPO, "..", "shared", "make_corpus.py"))
 DROP_CACHES = "/proc/sys/vm/drop_caches"
 VMSTAT = "/proc/vmstat"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 #: Re-runs of a warm run during which the page cache was dropped. 3: with another
 #: benchmark dropping it every 4-5 s (seen here), a 1 s run is clean 4 times in 5.
 RETRIES = 3
@@ -544,6 +545,7 @@ class Run:
     rewarmed: bool = False  # the page cache had been dropped: the corpus was read again
     disturbed: bool = False  # the page cache was dropped (by someone) during this run
     retries: int = 0  # disturbed runs thrown away before this one
+    others_cores: float | None = None  # CPUs others kept busy meanwhile (others_cores())
 
 
 def run_once(
@@ -562,6 +564,7 @@ def run_once(
     if use_time:
         argv = [TIME_BIN, "-f", "%M", "-o", time_out, "--", *argv]
     with tempfile.TemporaryFile(dir=scratch) as err:
+        busy = busy_seconds()
         started = time.perf_counter()
         proc = subprocess.Popen(
             argv,
@@ -575,6 +578,7 @@ def run_once(
             poller.start()
         _pid, wstatus, usage = os.wait4(proc.pid, 0)  # blocks: exact end of the wall time
         wall = time.perf_counter() - started
+        busy_after = busy_seconds()
         proc.returncode = os.waitstatus_to_exitcode(wstatus)  # reaped here, not by Popen
         peak = poller.stop() if poll else 0
         err.seek(0)
@@ -602,7 +606,29 @@ def run_once(
         status=proc.returncode,
         stderr_tail=tail if proc.returncode != 0 else "",
         parent_cpu=parent,
+        others_cores=others_cores(busy, busy_after, usage, wall),
     )
+
+
+def busy_seconds() -> float | None:
+    """CPU seconds the whole machine has been busy since boot (/proc/stat, all CPUs)."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / CLOCK_TICKS
+
+
+def others_cores(before: float | None, after: float | None, usage, wall: float) -> float | None:
+    """Cores the rest of the machine kept busy during a run: its busy CPU minus the run's
+    own tree CPU, over the wall time. The noise gauge: 0 on an idle machine, and with 2
+    cores anything near 1 means the run shared the CPUs with someone else."""
+    if before is None or after is None or wall <= 0:
+        return None
+    own = usage.ru_utime + usage.ru_stime
+    return max(0.0, (after - before - own) / wall)
 
 
 @dataclass
@@ -926,6 +952,7 @@ def stats(runs: list[Run]) -> dict:
         "rss_polled": max(r.rss_polled_kib for r in runs),
         "rss_kernel": max(kernel) if kernel else None,
         "failed": sum(r.status != 0 for r in runs),
+        "others": median_of([r.others_cores for r in runs]),
     }
 
 
@@ -1042,17 +1069,20 @@ def render(
         + (f", after {args.warmup} discarded warm-up round(s)" if args.warmup else ""),
         cache_line(result),
         "- every tool's stdout to /dev/null; wall and CPU are medians; CPU is user+sys of the "
-        "whole process tree (os.wait4); spread is (max - min) / median of the walls; GB/s is "
-        "corpus bytes / median wall",
+        "whole process tree (os.wait4); spread is (max - min) / median of the walls; "
+        "*others' cores*: the median number of CPUs the rest of the machine kept busy during "
+        "a run (/proc/stat busy time minus the run's own CPU, over its wall; 0 = idle "
+        f"machine, {len(os.sched_getaffinity(0))} CPUs here); GB/s is corpus bytes / median wall",
         f"- load average before / after: {result.loadavg_before} / {result.loadavg_after}",
         fingerprint_line(result.fingerprints),
         f"- baseline for the ratios: `{base}`; `tool / {base}` > 1 means {base} is faster "
         f"by that factor, `{base} / tool` is its inverse",
         "",
-        f"| tool | median wall (s) | runs (s) | spread | CPU user+sys (s) | CPU / wall | "
+        f"| tool | median wall (s) | runs (s) | spread | others' cores | CPU user+sys (s) | "
+        "CPU / wall | "
         f"peak RSS, poll (MiB) | peak RSS, kernel (MiB) | GB/s | tool / {base} | "
         f"{base} / tool | exit |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for t in ran:
         x = st[t.name]
@@ -1062,7 +1092,8 @@ def render(
         exit_txt = "0" if not x["failed"] else f"FAILED {x['failed']}/{n}"
         rate = f"{gb / x['wall']:.2f}" if s["bytes"] else "-"
         lines.append(
-            f"| {t.name} | {x['wall']:.3f} | {runs} | {x['spread']:.0%} | {x['cpu']:.3f} | "
+            f"| {t.name} | {x['wall']:.3f} | {runs} | {x['spread']:.0%} | "
+            f"{fmt(x['others'], '.2f')} | {x['cpu']:.3f} | "
             f"{x['cpu'] / x['wall']:.2f} | {mib(x['rss_polled'])} | {mib(x['rss_kernel'])} | "
             f"{rate} | {fmt_ratio(x['wall'] / bw)} | {fmt_ratio(bw / x['wall'])} | "
             f"{exit_txt} |"
@@ -1321,6 +1352,7 @@ def evaluate(target: Target, results: list[CorpusResult]) -> dict:
         row["walls"] = {n: stats(res.runs[n])["wall"] for n in needed}
     row["value"] = value
     row["rounds"] = rounds
+    row["others_cores"] = median_of([r.others_cores for n in needed for r in res.runs[n]])
     if target.kind == "speedup":
         row["off"] = target.limit / value
         row["met_rounds"] = sum(r >= target.limit for r in rounds)
@@ -1368,9 +1400,10 @@ def noise(row: dict) -> str:
     if not rounds:
         return "-"
     unit = "" if row["kind"] == "parent" else "x"
+    busy = row.get("others_cores")
     return (
         f"{min(rounds):.2f}-{max(rounds):.2f}{unit}; met in {row['met_rounds']}/{len(rounds)} "
-        "rounds"
+        "rounds" + ("" if busy is None else f"; others busy {busy:.2f} cores")
     )
 
 
@@ -1380,7 +1413,8 @@ def render_targets(rows: list[dict], sources: list[str]) -> str:
         "",
         "Ratios are median wall times (tool / peer; for the textbook pattern naive / parhash, "
         "higher is better). *Per round*: the same ratio within each interleaved round, min-max: "
-        "the noise of the ratio itself. Parent CPU per file is net of start-up (the same "
+        "the noise of the ratio itself; *others busy*: the median CPUs the rest of the machine "
+        "used during these runs. Parent CPU per file is net of start-up (the same "
         "command on an empty directory, same round); gross = all of the parent's CPU / files.",
         "",
         "| target | wanted | measured | verdict | per round |",

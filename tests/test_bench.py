@@ -124,6 +124,7 @@ def test_issue11_rows_run_and_report_parent_cpu(tiny_run: dict) -> None:
     for tool, runs in raw["runs"].items():
         assert [r["status"] for r in runs] == [0, 0], (tool, runs)  # check, audit: all OK
         for r in runs:
+            assert r["others_cores"] is not None and r["others_cores"] >= 0  # the noise gauge
             if tool.startswith("parhash"):
                 # The parent's own CPU: recorded, positive, and less than the whole tree's
                 # (its four workers hashed the files).
