@@ -46,7 +46,7 @@ CHUNK_SIZE = 256 * 1024
 #: for xxh3 (the map's fixed cost: a dup, fstat, mmap, madvise, munmap), at 1 MiB 1.03x,
 #: at 2 MiB 0.48x, at 16 MiB 0.41x; for sha256 0.95x at 256 KiB, 0.91x at 1 MiB, 0.83x at
 #: 16 MiB. At 1 MiB the map is as fast for the fast hashes and faster for the slow ones.
-MMAP_THRESHOLD = int(os.environ.get("XP_MMAP", 1 << 20))  # XP
+MMAP_THRESHOLD = 1 << 20
 
 #: Bytes mapped at a time. Bounds a worker's mapped (resident) pages to 16 MiB whatever the
 #: file's size, and lets the next window's read-ahead overlap this window's hash. A 512 MiB
@@ -54,7 +54,6 @@ MMAP_THRESHOLD = int(os.environ.get("XP_MMAP", 1 << 20))  # XP
 #: the whole file at once 23.4; 16 MiB is a multiple of 2 MiB, so a large folio of the page
 #: cache maps as one huge page.
 MMAP_WINDOW = 16 << 20
-_XP_AHEAD = int(os.environ.get("XP_AHEAD", 1))  # XP
 
 #: A file whose mtime or ctime is younger than this is read, never mapped. A file that
 #: shrinks while it is mapped raises SIGBUS on the next access of a page past its new end,
@@ -71,7 +70,7 @@ MMAP_QUIET_NS = 10 * 1_000_000_000
 #: this many files of the task are opened ahead and given to the kernel to read
 #: (``POSIX_FADV_WILLNEED``) while the current one is hashed: that many reads in flight
 #: per worker, as ``xargs -P`` gets with processes.
-READ_AHEAD = int(os.environ.get("XP_RA", 16))  # XP
+READ_AHEAD = 16
 
 #: One result per file, in batch order: (size, mtime_ns, hexdigest, error).
 RawResult = tuple["int | None", "int | None", "str | None", "str | None"]
@@ -429,9 +428,7 @@ def _map_and_hash(fd: int, size: int, algos: tuple[Algorithm, ...]) -> list[str]
             with mmap.mmap(fd, length, mmap.MAP_SHARED, mmap.PROT_READ, offset=offset) as window:
                 window.madvise(_MADV_POPULATE_READ)
                 if offset + length < size:
-                    os.posix_fadvise(
-                        fd, offset + length, _XP_AHEAD * MMAP_WINDOW, os.POSIX_FADV_WILLNEED
-                    )
+                    os.posix_fadvise(fd, offset + length, MMAP_WINDOW, os.POSIX_FADV_WILLNEED)
                 for hasher in hashers:
                     hasher.update(window)  # type: ignore[attr-defined]
             offset += length
