@@ -35,14 +35,14 @@ from parhash.mounts import PSEUDO_READ_LIMIT
 
 #: Read size for files that do not fit in one read. 256 KiB keeps the buffer in L2 cache, so
 #: the hash reads from cache what the kernel just copied there (xxh3 hashes at ~30 GB/s).
-#: Bigger buffers do not read faster (a warm 512 MiB file, xxh3, ``large_bench.py``: 256 KiB
+#: Bigger buffers do not read faster (a warm 512 MiB file, xxh3, issue 11: 256 KiB
 #: 6.5 GB/s, 1 MiB 6.9, 4 MiB 6.5, 16 MiB 5.4): large files are mapped instead.
 #: The buffer has one byte more, so that a file of exactly this size is one read too (a
 #: read that fills the buffer could not tell a file that grew from one that ended).
 CHUNK_SIZE = 256 * 1024
 
 #: Files of at least this many bytes are hashed from a memory map instead of read into the
-#: buffer. Warm, per file (``cross_bench.py``): at 256 KiB a map costs 1.26x the read loop
+#: buffer. Warm, per file (issue 11): at 256 KiB a map costs 1.26x the read loop
 #: for xxh3 (the map's fixed cost: a dup, fstat, mmap, madvise, munmap), at 1 MiB 1.03x,
 #: at 2 MiB 0.48x, at 16 MiB 0.41x; for sha256 0.95x at 256 KiB, 0.91x at 1 MiB, 0.83x at
 #: 16 MiB. At 1 MiB the map is as fast for the fast hashes and faster for the slow ones.
@@ -50,7 +50,7 @@ MMAP_THRESHOLD = 1 << 20
 
 #: Bytes mapped at a time. Bounds a worker's mapped (resident) pages to 16 MiB whatever the
 #: file's size, and lets the next window's read-ahead overlap this window's hash. A 512 MiB
-#: file, warm, xxh3 (``large_bench.py``): 4 MiB windows 21.9 GB/s, 16 MiB 26.0, 64 MiB 25.7,
+#: file, warm, xxh3 (issue 11): 4 MiB windows 21.9 GB/s, 16 MiB 26.0, 64 MiB 25.7,
 #: the whole file at once 23.4; 16 MiB is a multiple of 2 MiB, so a large folio of the page
 #: cache maps as one huge page.
 MMAP_WINDOW = 16 << 20
@@ -319,7 +319,7 @@ def _hash_one(
                 return mapped
         # A file that fits reads into CHUNK_SIZE + 1 bytes (so that growth shows); a larger
         # one into CHUNK_SIZE, so that every later read starts at a page-aligned offset
-        # (unaligned, the read loop costs 2.4x: ``pread_ab.py``).
+        # (unaligned, the read loop costs 2.4x, issue 11).
         bufs = state.first if size <= CHUNK_SIZE else state.chunk
         try:
             n = os.preadv(
