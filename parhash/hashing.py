@@ -580,4 +580,3 @@ def hash_stream(stream, names: Sequence[str]) -> tuple[int, list[str]]:
             hasher.update(data)  # type: ignore[attr-defined]
         total += n
     return total, [hasher.hexdigest() for hasher in hashers]  # type: ignore[attr-defined]
-
