@@ -24,6 +24,9 @@ are ``parhash.commands.scan``, ``.check`` and ``.audit``.
 
 from __future__ import annotations
 
+import sys
+import types
+
 #: ``typing.TYPE_CHECKING`` without importing typing: ``parhash --version`` imports
 #: nothing it does not print (typing, and dataclasses behind ``parhash.model``, cost 10 ms).
 TYPE_CHECKING = False
@@ -46,6 +49,20 @@ __all__ = [
     "scan",
     "versions",
 ]
+
+
+class _Package(types.ModuleType):
+    """The ``parhash`` package, whose ``check`` and ``audit`` stay the library calls.
+
+    Importing the submodules ``parhash.check`` and ``parhash.audit`` (what the calls run)
+    would set the package's attributes of the same names to those modules, and
+    ``parhash.check(...)`` would then call a module. The submodules are still imported by
+    name (``from parhash.check import CheckReport``); only the attribute is refused."""
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if name in ("check", "audit") and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
 
 
 def __getattr__(name: str) -> object:
@@ -150,58 +167,35 @@ def check(
 
 
 def audit(
-    manifest: str,
-    root: str | None = None,
-    *,
-    fmt: str = "human",
-    fail_on: str | Iterable[str] | None = None,
-    update: bool = False,
-    verbose: bool = False,
-    quiet: bool = False,
-    algo: str | None = None,
-    jobs: int | None = None,
-    out: BinaryIO | None = None,
-    color: bool = False,
-    **selection: object,
+    manifest: str, root: str | None = None, *, out: BinaryIO | None = None, **options: object
 ) -> AuditResult:
-    """Audit a tree against a manifest as ``parhash audit`` does; the report (``fmt``:
-    human, jsonl or json) goes to ``out`` if given. ``fail_on``: classes as a list or the
-    CLI's comma text (default: every class but unchanged). ``selection``: the selection
-    options that replace the recorded ones (``exclude=[...]``, ``max_depth``, ``hidden``,
-    ``gitignore``, ``min_size``/``max_size`` in bytes, ``follow_symlinks``,
-    ``one_file_system``). Returns a ``commands.audit.AuditResult``: ``exit_code``,
-    ``counts`` per class, ``changes``, ``roots``, ``updated``, ``messages``."""
+    """Audit a tree against a manifest as ``parhash audit`` does; the report goes to ``out``
+    if given. ``options``: ``commands.audit.AuditOptions``' fields (``fmt``: human, jsonl or
+    json; ``fail_on``: classes as a list or the CLI's comma text; ``update``, ``verbose``,
+    ``quiet``, ``algo``, ``jobs``, ``color``) and the selection options that replace the
+    recorded ones (``exclude=[...]``, ``max_depth``, ``hidden``, ``gitignore``,
+    ``min_size``/``max_size`` in bytes, ``follow_symlinks``, ``one_file_system``). Returns
+    a ``commands.audit.AuditResult``: ``exit_code``, ``counts`` per class, ``changes``,
+    ``roots``, ``updated``, ``messages``."""
     from dataclasses import replace
 
-    from parhash.algorithms import canonical
     from parhash.commands import Warnings
     from parhash.commands import audit as command
     from parhash.commands.outputs import committed
 
-    if fail_on is None:
-        classes = command.DEFAULT_FAIL_ON
-    else:
-        classes = command.parse_fail_on(fail_on if isinstance(fail_on, str) else ",".join(fail_on))
-    options = command.AuditOptions(
-        fmt=fmt,
-        fail_on=classes,
-        update=update,
-        verbose=verbose,
-        quiet=quiet,
-        algo=canonical(algo) if algo else None,
-        jobs=jobs,
-        color=color,
-        selection=command.selection_overrides(selection),
-    )
+    chosen = command.audit_options(options)
     warnings = Warnings()
     with committed() as outputs:
         result = command.run(
             manifest,
             root,
-            options,
+            chosen,
             out,
             outputs,
             progress=lambda: warnings,
             notify=warnings.messages.append,
         )
     return replace(result, messages=tuple(warnings.messages))
+
+
+sys.modules[__name__].__class__ = _Package

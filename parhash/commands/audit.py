@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, BinaryIO
 
 from parhash.audit import CLASSES, DEFAULT_FAIL_ON
@@ -167,15 +167,23 @@ def _write_updated(store, target, info, selection, plan, root, algos, started) -
     return baseline.write_updated(store, reporter, info, selection, plan, root, algos, started)
 
 
-def selection_overrides(given: Mapping[str, object]) -> dict[str, object]:
-    """Selection options a library caller gave, checked against the recorded selection's
-    keys (``baseline.SELECTION_DEFAULTS``); ``exclude`` becomes a list of globs."""
+def audit_options(given: Mapping[str, object]) -> AuditOptions:
+    """AuditOptions from a library call's keywords: its own fields, checked as the CLI
+    checks them (``fail_on`` text or list, ``algo`` made canonical), the rest selection
+    options (``baseline.SELECTION_DEFAULTS``' keys; an unknown one is a TypeError)."""
+    from parhash.algorithms import canonical
     from parhash.baseline import SELECTION_DEFAULTS
 
-    unknown = sorted(set(given) - set(SELECTION_DEFAULTS))
+    own = {f.name for f in fields(AuditOptions)} - {"selection"}
+    chosen = {k: v for k, v in given.items() if k in own}
+    selection = {k: v for k, v in given.items() if k not in own}
+    unknown = sorted(set(selection) - set(SELECTION_DEFAULTS))
     if unknown:
-        raise TypeError(f"unknown selection option {unknown[0]!r}")
-    chosen = dict(given)
-    if "exclude" in chosen:
-        chosen["exclude"] = list(chosen["exclude"])  # type: ignore[call-overload]
-    return chosen
+        raise TypeError(f"unknown audit option {unknown[0]!r}")
+    if "exclude" in selection:
+        selection["exclude"] = list(selection["exclude"])  # type: ignore[call-overload]
+    fail_on = chosen.get("fail_on", DEFAULT_FAIL_ON)
+    chosen["fail_on"] = parse_fail_on(fail_on if isinstance(fail_on, str) else ",".join(fail_on))  # type: ignore[arg-type]
+    if chosen.get("algo"):
+        chosen["algo"] = canonical(chosen["algo"])
+    return AuditOptions(**chosen, selection=selection)  # type: ignore[arg-type]
