@@ -1,5 +1,8 @@
-"""The command line: a thin typer layer that parses options, calls the pipeline, maps the
-outcome to an exit code. Heavy modules (multiprocessing, tqdm) are imported inside commands.
+"""The command line: a thin typer layer that parses options into typed values once, calls
+the command's library module (``parhash.commands.scan``, ``.check``, ``.audit``), prints
+what it returns on stderr, and maps every way a run can end to one exit code
+(``guarded``: signals, a closed pipe, fatal errors). Heavy modules (the pipeline,
+multiprocessing, tqdm) are imported inside commands.
 
 Exit codes: ``parhash.exit_codes.ExitCode`` (the help text is generated from it).
 """
@@ -25,7 +28,11 @@ from parhash.help import Command, Group, examples
 from parhash.output import color_enabled, err, sanitize
 
 if TYPE_CHECKING:
+    from parhash.check import CheckOptions
+    from parhash.commands.audit import AuditOptions
     from parhash.commands.outputs import Outputs
+    from parhash.commands.scan import ScanFormat, ScanInputs
+    from parhash.options import ScanOptions
 
 EXIT_CODES_HELP = exit_status_help()
 
@@ -451,7 +458,14 @@ def _fatal(message: str, complete: Outputs | None = None) -> ExitCode:
     return ExitCode.FATAL
 
 
-def run_scan(inputs, options, layout, output: str | None, progress, quiet: bool) -> ExitCode:
+def run_scan(
+    inputs: ScanInputs,
+    options: ScanOptions,
+    layout: ScanFormat,
+    output: str | None,
+    progress: bool | None,
+    quiet: bool,
+) -> ExitCode:
     """A scan (``commands.scan``) with its summary line on stderr; see ``guarded``."""
     from parhash.commands import scan as command
     from parhash.progress import make_progress
@@ -642,7 +656,9 @@ def check(
     raise typer.Exit(int(run_check(sums_files or ["-"], options, jobs=jobs, progress=progress)))
 
 
-def run_check(names: list[str], options, *, jobs: int | None, progress: bool | None) -> ExitCode:
+def run_check(
+    names: list[str], options: CheckOptions, *, jobs: int | None, progress: bool | None
+) -> ExitCode:
     """A check (``commands.check``) with its closing warnings on stderr; see ``guarded``."""
     from parhash.commands import check as command
     from parhash.progress import make_progress
@@ -809,7 +825,9 @@ def _on_command_line(ctx: typer.Context, name: str) -> bool:
     return source is not None and source.name == "COMMANDLINE"
 
 
-def run_audit(manifest: str, root: str | None, options, *, progress: bool | None) -> ExitCode:
+def run_audit(
+    manifest: str, root: str | None, options: AuditOptions, *, progress: bool | None
+) -> ExitCode:
     """An audit (``commands.audit``), its report on stdout; see ``guarded``."""
     from parhash.commands import audit as command
     from parhash.progress import make_progress
