@@ -332,3 +332,20 @@ def test_help_lists_every_command():
     assert result.returncode == 0
     for command in ("scan", "check", "audit"):
         assert f"  {command} " in result.text
+
+
+# -- one palette -------------------------------------------------------------------------------
+
+
+def test_one_palette_colours_the_audit_report_and_the_warnings(tree, tmp_path):
+    """The audit classes and the stderr words keep their colours (the ANSI codes written
+    out here) now that both come from ``output.STYLES``."""
+    manifest = tmp_path / "m.jsonl"
+    take_manifest(tree, manifest)
+    (tree / "a.txt").write_bytes(b"alpha, modified\n")
+    (tree / "new.txt").write_bytes(b"added\n")
+    report = run_cli("audit", manifest, "--color", "always").text
+    assert "\x1b[33mmodified" in report and "\x1b[32madded" in report, report
+    assert report.count("\x1b[0m") == report.count("\x1b[3")
+    warned = run_cli("scan", tree / "missing", "--color", "always")
+    assert "parhash: \x1b[33mwarning:\x1b[0m " in warned.stderr, warned.stderr
