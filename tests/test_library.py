@@ -263,10 +263,15 @@ def test_one_command_group_parses_and_helps_as_the_full_group(args):
     )
 
 
-def test_jobs_cap_is_warned_once(tree):
-    result = run_cli("scan", tree, "-j", "100000", "--no-progress")
-    assert result.returncode == 0
-    assert result.stderr.count("capped at") == 1, result.stderr
+def test_jobs_cap_is_warned_once_by_every_command(tree, tmp_path):
+    """``--jobs`` is resolved once per run, by the command (``options.resolve_jobs``)."""
+    manifest = tmp_path / "m.jsonl"
+    take_manifest(tree, manifest)
+    sums = sums_file(tmp_path / "x.sha256", [(sha256(TREE["a.txt"]), str(tree / "a.txt"))])
+    for args in (["scan", tree], ["check", sums], ["audit", manifest]):
+        result = run_cli(*args, "-j", "100000", "--no-progress")
+        assert result.returncode == 0, result.stderr
+        assert result.stderr.count("capped at") == 1, result.stderr
 
 
 def test_unknown_algorithm_names_the_choices():
