@@ -51,17 +51,24 @@ __all__ = [
 ]
 
 
-class _Package(types.ModuleType):
-    """The ``parhash`` package, whose ``check`` and ``audit`` stay the library calls.
+class _CallableModule(types.ModuleType):
+    """The submodule ``parhash.check`` or ``parhash.audit``, answering calls as the library
+    call of its name (``_CALLS``): ``parhash.check(...)`` keeps working once the submodule
+    is imported, and the submodule stays a module for ``import parhash.check as m`` and
+    ``monkeypatch.setattr("parhash.check.NAME", ...)``."""
 
-    Importing the submodules ``parhash.check`` and ``parhash.audit`` (what the calls run)
-    would set the package's attributes of the same names to those modules, and
-    ``parhash.check(...)`` would then call a module. The submodules are still imported by
-    name (``from parhash.check import CheckReport``); only the attribute is refused."""
+    def __call__(self, *args: object, **kwargs: object) -> object:
+        return _CALLS[self.__name__.rpartition(".")[2]](*args, **kwargs)
+
+
+class _Package(types.ModuleType):
+    """The ``parhash`` package: importing its submodule ``check`` or ``audit`` sets the
+    package attribute of the same name, which was the library call; the submodule is made
+    callable (``_CallableModule``) so that the name still calls."""
 
     def __setattr__(self, name: str, value: object) -> None:
-        if name in ("check", "audit") and isinstance(value, types.ModuleType):
-            return
+        if name in ("check", "audit") and type(value) is types.ModuleType:
+            value.__class__ = _CallableModule
         super().__setattr__(name, value)
 
 
@@ -198,4 +205,6 @@ def audit(
     return replace(result, messages=tuple(warnings.messages))
 
 
+#: The library calls whose names are also submodules (see ``_Package``).
+_CALLS = {"check": check, "audit": audit}
 sys.modules[__name__].__class__ = _Package

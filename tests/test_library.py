@@ -354,3 +354,19 @@ def test_one_palette_colours_the_audit_report_and_the_warnings(tree, tmp_path):
     assert report.count("\x1b[0m") == report.count("\x1b[3")
     warned = run_cli("scan", tree / "missing", "--color", "always")
     assert "parhash: \x1b[33mwarning:\x1b[0m " in warned.stderr, warned.stderr
+
+
+def test_check_and_audit_stay_callable_and_modules(tree, tmp_path, monkeypatch):
+    """``parhash.check``/``parhash.audit`` are the library calls and, once the submodules of
+    those names are imported, still call; the submodules stay patchable by dotted name."""
+    import parhash.audit as audit_module
+    import parhash.check as check_module
+
+    assert audit_module is sys.modules["parhash.audit"] and hasattr(audit_module, "AuditStore")
+    assert check_module is sys.modules["parhash.check"] and hasattr(check_module, "CheckSink")
+    monkeypatch.setattr("parhash.check.MISSING", sys.modules["parhash.check"].MISSING)
+    sums = sums_file(tmp_path / "x.sha256", [(sha256(TREE["a.txt"]), str(tree / "a.txt"))])
+    assert parhash.check([str(sums)]).ok == 1
+    manifest = tmp_path / "m.jsonl"
+    take_manifest(tree, manifest)
+    assert parhash.audit(str(manifest)).exit_code == 0
