@@ -1,20 +1,85 @@
 """parhash: hash whole directory trees in parallel.
 
-Library API::
+Library API (each call is the whole of the CLI command of its name, without printing)::
 
     import parhash
     for record in parhash.scan(["./data"], algo="sha256", jobs=2):
         print(record.path, record.size, record.digest, record.error)
+
+    result = parhash.check(["SHA256SUMS"])            # like `parhash check SHA256SUMS`
+    result.exit_code, result.ok, result.mismatched     # ExitCode.OK, 12, 0
+
+    result = parhash.audit("data.jsonl", exclude=["*.tmp"])   # like `parhash audit ...`
+    result.exit_code, result.counts["modified"]
+
+``check`` and ``audit`` return a result whose ``exit_code`` is the status the CLI exits
+with on the same input; their report (``name: OK`` lines, the audit report) is written only
+to a binary stream given as ``out``, their warnings are kept in ``result.messages``, so
+nothing reaches the caller's stdout or stderr. A fatal problem (the CLI's exit 2: a bad
+manifest, a missing root, an ambiguous checksum file) raises
+``parhash.exit_codes.FatalError``; an unknown algorithm raises
+``parhash.algorithms.UnknownAlgorithm`` (a ValueError). The command modules behind them
+are ``parhash.commands.scan``, ``.check`` and ``.audit``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import sys
+import types
 
-from parhash.model import FileRecord, Summary
+#: ``typing.TYPE_CHECKING`` without importing typing: ``parhash --version`` imports
+#: nothing it does not print (typing, and dataclasses behind ``parhash.model``, cost 10 ms).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+    from typing import BinaryIO
+
+    from parhash.commands.audit import AuditResult
+    from parhash.commands.check import CheckResult
+    from parhash.model import FileRecord, Summary
 
 __version__ = "0.1.0"
-__all__ = ["FileRecord", "Summary", "__version__", "main", "scan", "versions"]
+__all__ = [
+    "FileRecord",
+    "Summary",
+    "__version__",
+    "audit",
+    "check",
+    "main",
+    "scan",
+    "versions",
+]
+
+
+class _CallableModule(types.ModuleType):
+    """The submodule ``parhash.check`` or ``parhash.audit``, answering calls as the library
+    call of its name (``_CALLS``): ``parhash.check(...)`` keeps working once the submodule
+    is imported, and the submodule stays a module for ``import parhash.check as m`` and
+    ``monkeypatch.setattr("parhash.check.NAME", ...)``."""
+
+    def __call__(self, *args: object, **kwargs: object) -> object:
+        return _CALLS[self.__name__.rpartition(".")[2]](*args, **kwargs)
+
+
+class _Package(types.ModuleType):
+    """The ``parhash`` package: importing its submodule ``check`` or ``audit`` sets the
+    package attribute of the same name, which was the library call; the submodule is made
+    callable (``_CallableModule``) so that the name still calls."""
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if name in ("check", "audit") and type(value) is types.ModuleType:
+            value.__class__ = _CallableModule
+        super().__setattr__(name, value)
+
+
+def __getattr__(name: str) -> object:
+    """``parhash.FileRecord`` and ``parhash.Summary``, imported when first asked for
+    (PEP 562), so that ``--version`` and ``--help`` do not pay for ``parhash.model``."""
+    if name in ("FileRecord", "Summary"):
+        from parhash import model
+
+        return getattr(model, name)
+    raise AttributeError(f"module 'parhash' has no attribute {name!r}")
 
 
 def main() -> None:
@@ -63,9 +128,8 @@ def scan(
     ``jobs=1`` hashes in this process; otherwise a process pool is used and shut down when
     the iterator is exhausted or closed.
     """
+    from parhash.commands.scan import records
     from parhash.options import scan_options
-    from parhash.pipeline import iter_records
-    from parhash.sources import unique_roots
 
     options = scan_options(
         algo,
@@ -74,5 +138,73 @@ def scan(
         one_file_system=one_file_system,
         exclude=exclude,
     )
-    roots, _ = unique_roots(paths)  # a root named twice is scanned once
-    return iter_records(roots, options)
+    return records(paths, options)
+
+
+def check(
+    sums_files: Iterable[str],
+    *,
+    jobs: int | None = None,
+    out: BinaryIO | None = None,
+    **options: object,
+) -> CheckResult:
+    """Verify checksum files as ``parhash check`` does (``-`` reads stdin); the ``name: OK``
+    and ``FAILED`` lines go to ``out`` if given. ``options``: ``check.CheckOptions``' fields,
+    named as the CLI's options (``algo``, ``quiet``, ``status``, ``strict``, ``warn``,
+    ``ignore_missing``, ``zero``). Returns a ``commands.check.CheckResult``: ``exit_code``,
+    ``ok``, ``mismatched``, ``unreadable``, ``unopened``, ``malformed``, ``messages``,
+    ``warnings``."""
+    from dataclasses import replace
+
+    from parhash.algorithms import canonical
+    from parhash.check import CheckOptions
+    from parhash.commands import Warnings
+    from parhash.commands import check as command
+    from parhash.commands.outputs import committed
+
+    chosen = CheckOptions(**options)  # type: ignore[arg-type]
+    if chosen.algo:
+        chosen = replace(chosen, algo=canonical(chosen.algo))
+    warnings = Warnings()
+    with committed() as outputs:
+        result = command.run(
+            list(sums_files), chosen, out, outputs, jobs=jobs, progress=lambda: warnings
+        )
+    return replace(result, warnings=tuple(warnings.messages))
+
+
+def audit(
+    manifest: str, root: str | None = None, *, out: BinaryIO | None = None, **options: object
+) -> AuditResult:
+    """Audit a tree against a manifest as ``parhash audit`` does; the report goes to ``out``
+    if given. ``options``: ``commands.audit.AuditOptions``' fields (``fmt``: human, jsonl or
+    json; ``fail_on``: classes as a list or the CLI's comma text; ``update``, ``verbose``,
+    ``quiet``, ``algo``, ``jobs``, ``color``) and the selection options that replace the
+    recorded ones (``exclude=[...]``, ``max_depth``, ``hidden``, ``gitignore``,
+    ``min_size``/``max_size`` in bytes, ``follow_symlinks``, ``one_file_system``). Returns
+    a ``commands.audit.AuditResult``: ``exit_code``, ``counts`` per class, ``changes``,
+    ``roots``, ``updated``, ``messages``."""
+    from dataclasses import replace
+
+    from parhash.commands import Warnings
+    from parhash.commands import audit as command
+    from parhash.commands.outputs import committed
+
+    chosen = command.audit_options(options)
+    warnings = Warnings()
+    with committed() as outputs:
+        result = command.run(
+            manifest,
+            root,
+            chosen,
+            out,
+            outputs,
+            progress=lambda: warnings,
+            notify=warnings.messages.append,
+        )
+    return replace(result, messages=tuple(warnings.messages))
+
+
+#: The library calls whose names are also submodules (see ``_Package``).
+_CALLS = {"check": check, "audit": audit}
+sys.modules[__name__].__class__ = _Package

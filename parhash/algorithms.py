@@ -102,6 +102,32 @@ def _blake2b_truncated(key: str) -> Algorithm:
     )
 
 
+class UnknownAlgorithm(ValueError):
+    """An algorithm name not in the table; the message lists the choices."""
+
+    def __init__(self, given: object, *, in_list: bool = False) -> None:
+        what = f"in {given!r}" if in_list else repr(given)
+        super().__init__(f"unknown algorithm {what}; choose from: {', '.join(ALGORITHMS)}")
+        self.given = given
+
+
+def canonical(name: object) -> str:
+    """The one check of an algorithm name (``-a NAME``, a manifest header's ``algo``): its
+    canonical name; UnknownAlgorithm for anything else, a non-string included."""
+    try:
+        return get_algorithm(name).name  # type: ignore[arg-type]
+    except (KeyError, AttributeError):
+        raise UnknownAlgorithm(name) from None
+
+
+def canonical_list(spec: str) -> tuple[str, ...]:
+    """``-a NAME[,NAME...]`` checked: ``parse_algorithms`` raising UnknownAlgorithm."""
+    try:
+        return parse_algorithms(spec)
+    except KeyError:
+        raise UnknownAlgorithm(spec, in_list=True) from None
+
+
 def parse_algorithms(spec: str) -> tuple[str, ...]:
     """``"sha256,xxh3"`` -> canonical names, in order, without repeats; KeyError if unknown."""
     names: list[str] = []

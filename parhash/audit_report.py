@@ -11,22 +11,11 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from parhash.audit import CLASSES, AuditEvent, AuditStore, Side, directory_levels
-from parhash.output import plural, sanitize
+from parhash.output import plural, sanitize, styled
 from parhash.report import json_string
 
 #: Order of the human report: the alarming classes first.
 REPORT_ORDER = ("corrupted", "modified", "removed", "moved", "added", "unreadable", "unchanged")
-
-_COLORS = {
-    "corrupted": "\x1b[1;31m",
-    "removed": "\x1b[31m",
-    "modified": "\x1b[33m",
-    "moved": "\x1b[36m",
-    "added": "\x1b[32m",
-    "unreadable": "\x1b[35m",
-    "unchanged": "\x1b[2m",
-}
-_RESET = "\x1b[0m"
 
 _EXPLAIN = {
     "corrupted": "content changed, size and mtime did not",
@@ -166,7 +155,7 @@ def render_human(
     """
 
     def paint(kind: str, text: str) -> str:
-        return f"{_COLORS[kind]}{text}{_RESET}" if color else text
+        return styled(text, kind) if color else text
 
     changes = sum(n for kind, n in counts.items() if kind != "unchanged")
     listed = [

@@ -6,7 +6,6 @@ One home for what writers (report.py) and readers (manifest.py) of a manifest mu
 from __future__ import annotations
 
 import os
-import socket
 import sys
 import time
 
@@ -33,6 +32,8 @@ def manifest_header(
     symlinked mount point still audits through the link. ``manifest_version`` repeats
     ``version`` under the key that version-1 readers check, so they refuse a newer file.
     """
+    import socket  # here, not at the top: 2 ms of every start-up, for manifests only
+
     from parhash import __version__
 
     names = [os.fsdecode(r) for r in roots]

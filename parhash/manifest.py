@@ -24,7 +24,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from parhash import hashdeep
-from parhash.algorithms import ALGORITHMS, DEFAULT_ALGORITHM, get_algorithm
+from parhash.algorithms import (
+    ALGORITHMS,
+    DEFAULT_ALGORITHM,
+    UnknownAlgorithm,
+    canonical,
+    get_algorithm,
+)
 from parhash.exit_codes import FatalError
 from parhash.jsonstream import JsonText, JsonTextError
 from parhash.layout import CSV_HEADER_PREFIX, FIELDS, MANIFEST_VERSION
@@ -547,11 +553,11 @@ _ALGO_SEEN: dict[str, tuple[str, int]] = {}
 def _algo_name(algo: object) -> str:
     """The canonical name of a record's algorithm (records may spell it in any case)."""
     try:
-        known = get_algorithm(algo)  # type: ignore[arg-type]
-    except (KeyError, AttributeError):
+        name = canonical(algo)
+    except UnknownAlgorithm:
         raise ValueError(f"algo must name a supported algorithm, got {_shown(algo)}") from None
-    _ALGO_SEEN[algo] = (known.name, known.hex_length)  # type: ignore[index]
-    return known.name
+    _ALGO_SEEN[algo] = (name, get_algorithm(name).hex_length)  # type: ignore[index]
+    return name
 
 
 def _digest(value: object, algo: str, key: str) -> str:

@@ -1,0 +1,189 @@
+"""``parhash audit``: compare a tree with a saved manifest, report what changed, and with
+``update`` rewrite the manifest.
+
+The steps, in order: read the manifest's header (``manifest.read_info``), apply its recorded
+selection with the caller's overrides (``baseline``), load its entries into the store,
+scan the roots through the pipeline into the store (``audit.AuditSink``), diff, render the
+report (``audit_report``), write the updated manifest. The store, the diff and the
+baseline rules are those modules'; this one runs them and returns an ``AuditResult``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, BinaryIO
+
+from parhash.audit import CLASSES, DEFAULT_FAIL_ON
+from parhash.exit_codes import ExitCode, FatalError
+
+if TYPE_CHECKING:
+    from parhash.commands.outputs import Outputs
+    from parhash.pipeline import ProgressSink
+
+#: Report formats.
+FORMATS = ("human", "jsonl", "json")
+
+
+@dataclass(frozen=True)
+class AuditOptions:
+    """How to audit: everything but which files (``selection``) comes from here."""
+
+    fmt: str = "human"  #: human, jsonl or json
+    #: Classes whose presence makes the exit status 1 (empty: never).
+    fail_on: tuple[str, ...] = DEFAULT_FAIL_ON
+    update: bool = False  #: then rewrite the manifest atomically
+    verbose: bool = False  #: also list unchanged files
+    quiet: bool = False  #: no title, no warnings; the report lists only changes
+    algo: str | None = None  #: the algorithm of a sums manifest (canonical name)
+    jobs: int | None = None  #: worker processes (``options.resolve_jobs``)
+    color: bool = False  #: colour the human report
+    #: Selection options that replace the recorded ones (``baseline.SELECTION_DEFAULTS``'
+    #: keys; sizes in bytes, ``exclude`` a list of globs).
+    selection: Mapping[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AuditResult:
+    """The outcome of an audit: the CLI's exit status and the counts behind it."""
+
+    exit_code: ExitCode
+    counts: dict[str, int]  #: files per class (``audit.CLASSES``)
+    roots: list[str]  #: the trees scanned
+    updated: bool = False  #: the manifest was rewritten
+    #: Lines the CLI prints on stderr after ``parhash: `` (another host, what --update
+    #: kept), plus a library call's per-file warnings.
+    messages: tuple[str, ...] = ()
+
+    @property
+    def changes(self) -> int:
+        """Files in any class but unchanged."""
+        return sum(n for kind, n in self.counts.items() if kind != "unchanged")
+
+
+def parse_fail_on(text: str) -> tuple[str, ...]:
+    """``--fail-on``: comma-separated classes, or ``none``; ValueError names the unknown."""
+    classes = [c.strip() for c in text.split(",") if c.strip() and c.strip() != "none"]
+    unknown = [c for c in classes if c not in CLASSES]
+    if unknown:
+        raise ValueError(f"unknown class {unknown[0]!r}; choose from: {', '.join(CLASSES)}")
+    return tuple(classes)
+
+
+def exit_code(counts: Mapping[str, int], fail_on: tuple[str, ...]) -> ExitCode:
+    """An audit's exit policy: 1 if a class in ``fail_on`` has a file, else 0."""
+    return ExitCode.FILE_ERRORS if any(counts[c] for c in fail_on) else ExitCode.OK
+
+
+def run(
+    manifest: str,
+    root: str | None,
+    options: AuditOptions,
+    stream: BinaryIO | None,
+    outputs: Outputs,
+    *,
+    progress: Callable[[], ProgressSink],
+    notify: Callable[[str], None],
+) -> AuditResult:
+    """Audit ``root`` (None: the manifest's recorded roots) against ``manifest`` (``-``:
+    stdin); the report goes to ``stream`` (None: not rendered). ``notify`` gets the lines
+    about the run itself as they happen. Raises ``FatalError`` (``ManifestError``) for a
+    bad manifest, a missing root or an ``update`` that would lose entries."""
+    from parhash import baseline
+    from parhash.audit import AuditSink, AuditStore
+    from parhash.commands.outputs import own_files_skipped
+    from parhash.manifest import no_root_message, open_manifest, read_info
+    from parhash.options import resolve_jobs
+    from parhash.output import sanitize
+    from parhash.pipeline import run
+    from parhash.sources import check_roots, scan_sources
+
+    started = time.time()
+    reader = open_manifest(manifest, rewrite=options.update)  # read once: stdin, pipes too
+    info = read_info(reader, options.algo)
+    if not info.roots and root is None:
+        raise FatalError(no_root_message(info))
+    selection = baseline.resolve_selection(info, dict(options.selection))
+    if options.update:
+        baseline.check_update(info, selection)
+    store = AuditStore()
+    updated = False
+    try:
+        plan, algos = baseline.load(store, info, selection, root, update=options.update)
+        roots = check_roots(store.scan_roots(plan.scanned, plan.prefixes))
+        warning = baseline.host_warning(info)
+        if warning and not options.quiet:
+            notify(f"warning: {sanitize(warning)}")
+        target = outputs.open(manifest) if options.update else None
+        skipped = [manifest] if reader.is_file else []
+        walk_here = own_files_skipped(baseline.walk_options(selection, plan), outputs, *skipped)
+        bar = progress()
+        jobs = resolve_jobs(options.jobs, bar.warn)
+        scan = baseline.scan_options(selection, algos, jobs, walk_here)
+        sources = scan_sources(roots, walk_here)
+        run(sources, scan, AuditSink(store), bar, warn_errors=not options.quiet)
+        store.diff(selection.size_range)
+        counts = store.counts()
+        if stream is not None:
+            _render(store, counts, stream, options, manifest, info, roots, selection)
+        if target is not None:
+            note = _write_updated(store, target, info, selection, plan, root, algos, started)
+            updated = True
+            if note and not options.quiet:
+                notify(note)
+        outputs.complete = True
+    finally:
+        store.close()
+    return AuditResult(exit_code(counts, options.fail_on), counts, roots, updated)
+
+
+def _render(store, counts, stream, options: AuditOptions, manifest, info, roots, selection):
+    """The report in ``options.fmt``, flushed (it is complete before any update starts)."""
+    from parhash import baseline
+    from parhash.audit_report import render_human, render_json, render_jsonl
+    from parhash.output import sanitize
+
+    verbose = options.verbose
+    if options.fmt == "human":
+        title = None if options.quiet else sanitize(baseline.title(info, roots, selection))
+        render_human(store, counts, stream, title=title, color=options.color, verbose=verbose)
+    elif options.fmt == "jsonl":
+        render_jsonl(store, stream, verbose=verbose)
+    else:
+        header = {"manifest": manifest, "algo": info.algo, "roots": roots}
+        header["selection"] = selection.recordable()
+        render_json(store, counts, stream, header=header, verbose=verbose)
+    stream.flush()
+
+
+def _write_updated(store, target, info, selection, plan, root, algos, started) -> str | None:
+    """Write the merged manifest into ``target`` (an atomic output) in the manifest's own
+    format: the header (``baseline.update_header``) carries the recorded options on."""
+    from parhash import baseline
+    from parhash.report import make_reporter
+
+    reporter = make_reporter(info.format, target.stream, algos)
+    return baseline.write_updated(store, reporter, info, selection, plan, root, algos, started)
+
+
+def audit_options(given: Mapping[str, object]) -> AuditOptions:
+    """AuditOptions from a library call's keywords: its own fields, checked as the CLI
+    checks them (``fail_on`` text or list, ``algo`` made canonical), the rest selection
+    options (``baseline.SELECTION_DEFAULTS``' keys; an unknown one is a TypeError)."""
+    from parhash.algorithms import canonical
+    from parhash.baseline import SELECTION_DEFAULTS
+
+    own = {f.name for f in fields(AuditOptions)} - {"selection"}
+    chosen = {k: v for k, v in given.items() if k in own}
+    selection = {k: v for k, v in given.items() if k not in own}
+    unknown = sorted(set(selection) - set(SELECTION_DEFAULTS))
+    if unknown:
+        raise TypeError(f"unknown audit option {unknown[0]!r}")
+    if "exclude" in selection:
+        selection["exclude"] = list(selection["exclude"])  # type: ignore[call-overload]
+    fail_on = chosen.get("fail_on", DEFAULT_FAIL_ON)
+    chosen["fail_on"] = parse_fail_on(fail_on if isinstance(fail_on, str) else ",".join(fail_on))  # type: ignore[arg-type]
+    if chosen.get("algo"):
+        chosen["algo"] = canonical(chosen["algo"])
+    return AuditOptions(**chosen, selection=selection)  # type: ignore[arg-type]

@@ -1,0 +1,80 @@
+"""``parhash check``: verify checksum files (``sha256sum -c``) through the scan pipeline.
+
+The reading of checksum files, the verdicts and the exit policy are ``parhash.check``'s
+(``CheckReport.return_code``); this module runs them and returns a ``CheckResult``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, BinaryIO
+
+from parhash.check import CheckOptions
+from parhash.exit_codes import ExitCode
+
+if TYPE_CHECKING:
+    from parhash.commands.outputs import Outputs
+    from parhash.pipeline import ProgressSink
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The outcome of a check: the CLI's exit status and the counts behind it."""
+
+    exit_code: ExitCode
+    ok: int  #: listed files whose digest matched
+    mismatched: int  #: listed files whose digest did not match
+    unreadable: int  #: listed files that could not be read (missing ones included)
+    unopened: int  #: checksum files that could not be opened
+    malformed: int  #: improperly formatted lines, over every checksum file
+    #: The end-of-run lines (``WARNING: 1 computed checksum did NOT match``), which the CLI
+    #: prints on stderr after ``parhash: ``.
+    messages: tuple[str, ...] = ()
+    #: Per-file warnings (``name: No such file or directory``) of a library call; the CLI
+    #: prints them as they come.
+    warnings: tuple[str, ...] = ()
+
+
+class _Discard:
+    """A binary stream that keeps nothing: the verdict lines nobody asked for."""
+
+    def write(self, data: bytes) -> int:
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+
+def run(
+    names: list[str],
+    options: CheckOptions,
+    stream: BinaryIO | None,
+    outputs: Outputs,
+    *,
+    jobs: int | None,
+    progress: Callable[[], ProgressSink],
+) -> CheckResult:
+    """Verify the checksum files ``names`` (``-``: stdin); the ``name: OK`` lines go to
+    ``stream`` (None: nowhere). Raises ``FatalError`` before hashing for a checksum file
+    whose algorithm cannot be told."""
+    from parhash.check import CheckReport, CheckSink, check_sources
+    from parhash.options import ScanOptions, resolve_jobs
+    from parhash.pipeline import run
+
+    report = CheckReport(options)
+    sources = check_sources(names, report)
+    bar = progress()
+    sink = CheckSink(stream if stream is not None else _Discard(), report, bar.warn)  # type: ignore[arg-type]
+    scan = ScanOptions(jobs=resolve_jobs(jobs, bar.warn))
+    run(sources, scan, outputs.completing(sink), bar, warn_errors=False)
+    return CheckResult(
+        exit_code=report.return_code,
+        ok=report.ok,
+        mismatched=report.mismatched,
+        unreadable=report.unreadable,
+        unopened=report.unopened,
+        malformed=sum(state.malformed for state in report.files),
+        messages=tuple(report.final_messages()),
+        warnings=tuple(getattr(bar, "messages", ())),
+    )
