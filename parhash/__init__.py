@@ -25,7 +25,6 @@ are ``parhash.commands.scan``, ``.check`` and ``.audit``.
 from __future__ import annotations
 
 import sys
-import types
 
 #: ``typing.TYPE_CHECKING`` without importing typing: ``parhash --version`` imports
 #: nothing it does not print (typing, and dataclasses behind ``parhash.model``, cost 10 ms).
@@ -51,27 +50,6 @@ __all__ = [
 ]
 
 
-class _CallableModule(types.ModuleType):
-    """The submodule ``parhash.check`` or ``parhash.audit``, answering calls as the library
-    call of its name (``_CALLS``): ``parhash.check(...)`` keeps working once the submodule
-    is imported, and the submodule stays a module for ``import parhash.check as m`` and
-    ``monkeypatch.setattr("parhash.check.NAME", ...)``."""
-
-    def __call__(self, *args: object, **kwargs: object) -> object:
-        return _CALLS[self.__name__.rpartition(".")[2]](*args, **kwargs)
-
-
-class _Package(types.ModuleType):
-    """The ``parhash`` package: importing its submodule ``check`` or ``audit`` sets the
-    package attribute of the same name, which was the library call; the submodule is made
-    callable (``_CallableModule``) so that the name still calls."""
-
-    def __setattr__(self, name: str, value: object) -> None:
-        if name in ("check", "audit") and type(value) is types.ModuleType:
-            value.__class__ = _CallableModule
-        super().__setattr__(name, value)
-
-
 def __getattr__(name: str) -> object:
     """``parhash.FileRecord`` and ``parhash.Summary``, imported when first asked for
     (PEP 562), so that ``--version`` and ``--help`` do not pay for ``parhash.model``."""
@@ -85,7 +63,6 @@ def __getattr__(name: str) -> object:
 def main() -> None:
     """Console-script entry point: ``--version`` is answered before the CLI (typer) is even
     imported, so it costs little more than starting Python."""
-    import sys
 
     if sys.argv[1:] in (["--version"], ["-V"]):
         print(versions())
@@ -157,7 +134,7 @@ def check(
     from dataclasses import replace
 
     from parhash.algorithms import canonical
-    from parhash.check import CheckOptions
+    from parhash.checking import CheckOptions
     from parhash.commands import Warnings
     from parhash.commands import check as command
     from parhash.commands.outputs import committed
@@ -203,8 +180,3 @@ def audit(
             notify=warnings.messages.append,
         )
     return replace(result, messages=tuple(warnings.messages))
-
-
-#: The library calls whose names are also submodules (see ``_Package``).
-_CALLS = {"check": check, "audit": audit}
-sys.modules[__name__].__class__ = _Package

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from parhash.audit import CLASSES, AuditEvent, AuditStore, Side, directory_levels
+from parhash.audit_store import CLASSES, AuditEvent, AuditStore, Side, directory_levels
 from parhash.output import plural, sanitize, styled
 from parhash.report import json_string
 

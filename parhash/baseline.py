@@ -16,7 +16,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from parhash.audit import Admit, AuditStore, out_of_range, write_update
+from parhash.audit_store import Admit, AuditStore, out_of_range, write_update
 from parhash.exit_codes import FatalError
 from parhash.layout import manifest_header
 from parhash.manifest import ManifestError, ManifestInfo, iter_entries

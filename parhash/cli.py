@@ -28,7 +28,7 @@ from parhash.help import Command, Group, examples
 from parhash.output import color_enabled, err, sanitize
 
 if TYPE_CHECKING:
-    from parhash.check import CheckOptions
+    from parhash.checking import CheckOptions
     from parhash.commands.audit import AuditOptions
     from parhash.commands.outputs import Outputs
     from parhash.commands.scan import ScanFormat, ScanInputs
@@ -642,7 +642,7 @@ def check(
     progress: Progress = None,
 ) -> None:
     """Verify files against checksum files (sha256sum -c, b3sum --check, xxhsum -c)."""
-    from parhash.check import CheckOptions
+    from parhash.checking import CheckOptions
 
     options = CheckOptions(
         algo=_check_algo(algo) if algo else None,

@@ -23,8 +23,8 @@ import xxhash
 from conftest import run_cli
 
 from parhash import baseline
-from parhash.audit import _COUNT, CLASSES, AuditStore
-from parhash.check import _parse, _plain_line
+from parhash.audit_store import _COUNT, CLASSES, AuditStore
+from parhash.checking import _parse, _plain_line
 from parhash.manifest import (
     ManifestError,
     PlainRows,
@@ -479,7 +479,7 @@ def test_plain_line_is_parse_line_where_it_answers(monkeypatch):
     assert answered > 100
     modes = [(keep_cr, untagged) for keep_cr in (False, True) for untagged in (None, "blake3")]
     with_fast = [[outcome(_parse, text, *mode) for mode in modes] for text in samples]
-    monkeypatch.setattr("parhash.check._plain_line", lambda text: None)
+    monkeypatch.setattr("parhash.checking._plain_line", lambda text: None)
     without = [[outcome(_parse, text, *mode) for mode in modes] for text in samples]
     assert with_fast == without
 

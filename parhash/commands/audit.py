@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, BinaryIO
 
-from parhash.audit import CLASSES, DEFAULT_FAIL_ON
+from parhash.audit_store import CLASSES, DEFAULT_FAIL_ON
 from parhash.exit_codes import ExitCode, FatalError
 
 if TYPE_CHECKING:
@@ -91,7 +91,7 @@ def run(
     about the run itself as they happen. Raises ``FatalError`` (``ManifestError``) for a
     bad manifest, a missing root or an ``update`` that would lose entries."""
     from parhash import baseline
-    from parhash.audit import AuditSink, AuditStore
+    from parhash.audit_store import AuditSink, AuditStore
     from parhash.commands.outputs import own_files_skipped
     from parhash.manifest import no_root_message, open_manifest, read_info
     from parhash.options import resolve_jobs

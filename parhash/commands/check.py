@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO
 
-from parhash.check import CheckOptions
+from parhash.checking import CheckOptions
 from parhash.exit_codes import ExitCode
 
 if TYPE_CHECKING:
@@ -58,7 +58,7 @@ def run(
     """Verify the checksum files ``names`` (``-``: stdin); the ``name: OK`` lines go to
     ``stream`` (None: nowhere). Raises ``FatalError`` before hashing for a checksum file
     whose algorithm cannot be told."""
-    from parhash.check import CheckReport, CheckSink, check_sources
+    from parhash.checking import CheckReport, CheckSink, check_sources
     from parhash.options import ScanOptions, resolve_jobs
     from parhash.pipeline import run
 
