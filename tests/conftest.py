@@ -170,3 +170,14 @@ def csv_table(text: str) -> list[list[str]]:
     if text.startswith("#parhash-header "):
         text = text.split("\r\n", 1)[1]
     return list(csv.reader(io.StringIO(text, newline="")))
+
+
+def evict_from_page_cache(path) -> None:
+    """Drop one file (only) from the page cache, so the next read finds it cold: fsync,
+    then POSIX_FADV_DONTNEED (never the machine's whole cache, which other runs share)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import evict_from_page_cache
 
 REPO = Path(__file__).resolve().parent.parent
 COMPARE = REPO / "bench" / "compare.py"
@@ -238,12 +239,7 @@ def test_resident_fraction_sees_a_dropped_file(tmp_path: Path) -> None:
     path = tmp_path / "f"
     path.write_bytes(os.urandom(1 << 20))
     assert compare.resident_fraction([str(path)]) == pytest.approx(1.0, abs=0.02)
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
+    evict_from_page_cache(path)
     assert compare.resident_fraction([str(path)]) < 0.5
 
 

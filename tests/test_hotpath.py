@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import deadline, run_cli, run_unprivileged, write_tree
+from conftest import deadline, evict_from_page_cache, run_cli, run_unprivileged, write_tree
 from test_hashing import REFERENCE
 from test_hostile import build_deep, remove_tree
 
@@ -416,12 +416,7 @@ def test_a_scan_as_nobody_of_root_files_matches_hashlib(tmp_path):
 def _evict(paths: list[Path]) -> None:
     """Drop these files (only) from the page cache: the next read finds them cold."""
     for path in paths:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        finally:
-            os.close(fd)
+        evict_from_page_cache(path)
 
 
 @pytest.fixture
