@@ -48,6 +48,8 @@ class _Answer:
         self.separator = b",\n" if rendering is not None and rendering.fmt == "json" else b""
         self.pieces: list[bytes] = []
         self.rows: list[tuple] | None = [] if rows else None
+        #: The formatter's no-record path, where it has one and no rows are wanted.
+        self.from_raw = None if rows else getattr(self.format, "from_raw", None)
         self.errors: list[tuple[str, str]] = []
         self.deferred: list[tuple[int, int, int, int, int]] = []
         self.files = self.nbytes = self.index = 0
@@ -55,8 +57,8 @@ class _Answer:
     def add(self, paths: list[str], raws: list) -> None:
         """The read results of one group: formatted straight from them when every file was
         hashed (the common case: no record per file), else through records."""
-        if self.rows is None and _all_hashed(raws):
-            data = self.format.from_raw(paths, raws, self.task.root)  # type: ignore[union-attr]
+        if self.from_raw is not None and _all_hashed(raws):
+            data = self.from_raw(paths, raws, self.task.root)
             if data is not None:
                 self.pieces.append(data)
                 self.files += len(raws)

@@ -37,7 +37,7 @@ class AuditOptions:
     verbose: bool = False  #: also list unchanged files
     quiet: bool = False  #: no title, no warnings; the report lists only changes
     algo: str | None = None  #: the algorithm of a sums manifest (canonical name)
-    jobs: int | None = None  #: worker processes (``options.resolve_jobs``)
+    jobs: int | None = None  #: worker processes (resolved once, by the pipeline)
     color: bool = False  #: colour the human report
     #: Selection options that replace the recorded ones (``baseline.SELECTION_DEFAULTS``'
     #: keys; sizes in bytes, ``exclude`` a list of globs).
@@ -94,7 +94,6 @@ def run(
     from parhash.audit_store import AuditSink, AuditStore
     from parhash.commands.outputs import own_files_skipped
     from parhash.manifest import no_root_message, open_manifest, read_info
-    from parhash.options import resolve_jobs
     from parhash.output import sanitize
     from parhash.pipeline import run
     from parhash.sources import check_roots, scan_sources
@@ -119,8 +118,7 @@ def run(
         skipped = [manifest] if reader.is_file else []
         walk_here = own_files_skipped(baseline.walk_options(selection, plan), outputs, *skipped)
         bar = progress()
-        jobs = resolve_jobs(options.jobs, bar.warn)
-        scan = baseline.scan_options(selection, algos, jobs, walk_here)
+        scan = baseline.scan_options(selection, algos, options.jobs, walk_here)
         sources = scan_sources(roots, walk_here)
         run(sources, scan, AuditSink(store), bar, warn_errors=not options.quiet)
         store.diff(selection.size_range)

@@ -59,14 +59,14 @@ def run(
     ``stream`` (None: nowhere). Raises ``FatalError`` before hashing for a checksum file
     whose algorithm cannot be told."""
     from parhash.checking import CheckReport, CheckSink, check_sources
-    from parhash.options import ScanOptions, resolve_jobs
+    from parhash.options import ScanOptions
     from parhash.pipeline import run
 
     report = CheckReport(options)
     sources = check_sources(names, report)
     bar = progress()
     sink = CheckSink(stream if stream is not None else _Discard(), report, bar.warn)  # type: ignore[arg-type]
-    scan = ScanOptions(jobs=resolve_jobs(jobs, bar.warn))
+    scan = ScanOptions(jobs=jobs)
     run(sources, scan, outputs.completing(sink), bar, warn_errors=False)
     return CheckResult(
         exit_code=report.return_code,

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from parhash.commands.outputs import Outputs, own_files_skipped
 from parhash.exit_codes import ExitCode
 from parhash.model import FileRecord, Summary
-from parhash.options import ScanOptions, resolve_jobs
+from parhash.options import ScanOptions
 
 if TYPE_CHECKING:
     from parhash.pipeline import ProgressSink
@@ -121,7 +121,6 @@ def run(
     bar = progress()
     for notice in notices:
         bar.warn(notice)
-    options = replace(options, jobs=resolve_jobs(options.jobs, bar.warn))
     summary = run(sources, options, outputs.completing(reporter), bar)
     if guard is not None:
         guard.raise_if_hit()  # before the commit: the listed file keeps its data
@@ -135,4 +134,4 @@ def records(paths: Iterable[str], options: ScanOptions) -> Iterator[FileRecord]:
     from parhash.sources import unique_roots
 
     roots, _ = unique_roots(paths)
-    return iter_records(roots, replace(options, jobs=resolve_jobs(options.jobs)))
+    return iter_records(roots, options)
