@@ -384,8 +384,11 @@ def load(
     return plan, algos
 
 
-def scan_options(selection: Selection, algos: tuple[str, ...], jobs, walk) -> ScanOptions:
-    """The audit's scan: the selection's size filters and link policy, these algorithms."""
+def scan_options(
+    selection: Selection, algos: tuple[str, ...], jobs, walk, cache=None
+) -> ScanOptions:
+    """The audit's scan: the selection's size filters and link policy, these algorithms,
+    the run's hash cache (``CacheOptions`` or None)."""
     o = selection.options
     return ScanOptions(
         algos=algos,
@@ -394,6 +397,7 @@ def scan_options(selection: Selection, algos: tuple[str, ...], jobs, walk) -> Sc
         min_size=o["min_size"],
         max_size=o["max_size"],
         dedupe_links=o["dedupe_links"],
+        cache=cache,
     )
 
 

@@ -62,8 +62,10 @@ class Context:
 class _Builder:
     """Accumulates one task; flushed by size, by a change of source or algorithm."""
 
-    def __init__(self, ids: Iterator[int]) -> None:
+    def __init__(self, ids: Iterator[int], cache_key=None) -> None:
         self.ids = ids
+        #: ``CacheSession.task_key`` of a run with a hash cache, else None.
+        self.cache_key = cache_key
         self.size = FIRST_BATCH
         self.reset(None)
 
@@ -92,6 +94,7 @@ class _Builder:
             source.follow,
             source.named,
             (self.algo,) if self.algo else None,
+            cache=self.cache_key(source.root, source.named) if self.cache_key else None,
         )
         return Context(task, list(ready), tuple(expected))
 
@@ -125,14 +128,16 @@ def make_tasks(
     settings: HashSettings,
     ids: Iterator[int],
     contexts: dict[int, Context],
+    cache_key=None,
 ) -> Iterator[Task]:
     """The tasks of ``sources``, each registered in ``contexts`` before it is yielded.
 
     Tasks start small and double up to MAX_BATCH; the very last partial task is split over
     the workers, so a tree of four huge files still keeps every core busy. Task ids come
     from ``ids``, which the pipeline shares with the tasks it makes later (retries, links).
+    ``cache_key(root, named)``: the hash-cache key of a source's tasks (a cached run).
     """
-    for context in _contexts(sources, processes, found, settings, ids):
+    for context in _contexts(sources, processes, found, settings, ids, cache_key):
         contexts[context.task.task_id] = context
         yield context.task
 
@@ -143,8 +148,9 @@ def _contexts(
     found: WalkProgress,
     settings: HashSettings,
     ids: Iterator[int],
+    cache_key=None,
 ) -> Iterator[Context]:
-    builder = _Builder(ids)
+    builder = _Builder(ids, cache_key)
     last: Source | None = None
     for source in sources:
         if last is not None and len(builder):

@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from enum import Enum
 from typing import TYPE_CHECKING, Annotated, Optional
@@ -224,6 +225,72 @@ Gitignore = Annotated[
 Color = Annotated[
     str, typer.Option("--color", metavar="WHEN", help="Colours: auto, always or never.")
 ]
+Cache = Annotated[
+    bool,
+    typer.Option(
+        "--cache",
+        help="Reuse digests of files whose size, mtime, ctime and inode are unchanged "
+        "(a persistent cache). A hit means the metadata is as it was when the content was "
+        "hashed, not that the content is intact: bit rot, or a same-size write with the "
+        "timestamps restored, is invisible to it; --verify-budget re-reads some every run.",
+    ),
+]
+CacheDir = Annotated[
+    Optional[str],
+    typer.Option(
+        "--cache-dir",
+        metavar="DIR",
+        help="Where the cache lives (implies --cache; default: $PARHASH_CACHE_DIR, else "
+        "$XDG_CACHE_HOME/parhash, else ~/.cache/parhash).",
+        show_default=False,
+    ),
+]
+CacheTrust = Annotated[
+    Optional[str],
+    typer.Option(
+        "--cache-trust",
+        metavar="FIELDS",
+        help="Stat fields a cache entry must match: size,mtime,ctime,inode (default). "
+        "size,mtime for FUSE/SMB mounts and copied trees, whose inodes and ctimes are not "
+        "stable: then a write that keeps size and restores the mtime goes unseen.",
+        show_default=False,
+    ),
+]
+VerifyBudget = Annotated[
+    Optional[str],
+    typer.Option(
+        "--verify-budget",
+        metavar="N%|SIZE|DURATION",
+        help="Each run, read again in full this much of the cache hits, stalest "
+        "verification first: 5% (every file within 20 runs), 200G, or 30m.",
+        show_default=False,
+    ),
+]
+VerifyMaxAge = Annotated[
+    Optional[str],
+    typer.Option(
+        "--verify-max-age",
+        metavar="DURATION",
+        help="Read again any cache hit not verified by a full read for DURATION (30d, 12h).",
+        show_default=False,
+    ),
+]
+
+
+def _cache_options(
+    cache: bool,
+    cache_dir: str | None,
+    trust: str | None,
+    budget: str | None,
+    max_age: str | None,
+):
+    """The cache options parsed once (``cache_policy.cache_options``), as usage errors."""
+    from parhash.cache_policy import cache_options
+
+    try:
+        return cache_options(cache, cache_dir, trust, budget, max_age)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
 
 
 @app.command(cls=Command, epilog=SCAN_EPILOG, short_help="Hash trees: one record per file.")
@@ -316,6 +383,11 @@ def scan(
         bool, typer.Option("--quiet", "-q", help="No progress bar and no summary line.")
     ] = False,
     color: Color = "auto",
+    cache: Cache = False,
+    cache_dir: CacheDir = None,
+    cache_trust: CacheTrust = None,
+    verify_budget: VerifyBudget = None,
+    verify_max_age: VerifyMaxAge = None,
 ) -> None:
     """Hash every regular file below PATHS and print one record per file."""
     from parhash.commands.scan import ScanFormat, ScanInputs
@@ -335,6 +407,7 @@ def scan(
         max_depth=max_depth,
         hidden=hidden,
         gitignore=gitignore,
+        cache=_cache_options(cache, cache_dir, cache_trust, verify_budget, verify_max_age),
     )
     inputs = ScanInputs(
         tuple(paths or ([] if files_from else ["."])),
@@ -486,15 +559,20 @@ def print_summary(summary) -> None:
     from parhash.output import paint, plural
     from parhash.progress import human_bytes, human_seconds
 
-    rate = summary.bytes / summary.elapsed if summary.elapsed > 0 else 0.0
+    cache = summary.cache
+    read = summary.bytes if cache is None else cache.read_bytes
+    rate = read / summary.elapsed if summary.elapsed > 0 else 0.0
     errors = plural(summary.errors, "error")
+    done = "hashed" if cache is None else "checked"
     err(
-        f"parhash: hashed {plural(summary.files - summary.errors, 'file')}, "
+        f"parhash: {done} {plural(summary.files - summary.errors, 'file')}, "
         f"{human_bytes(summary.bytes)} in {human_seconds(summary.elapsed)} "
-        f"({human_bytes(rate)}/s), "
+        f"({human_bytes(rate)}/s{'' if cache is None else ' read'}), "
         + (paint(errors, "error") if summary.errors else errors)
         + _skipped_note(len(summary.skipped_mounts))
     )
+    if cache is not None:
+        err(f"parhash: cache: {cache_note(cache)}")
     if not errors_scrolled_away(summary):
         return
     for record in summary.first_errors:
@@ -502,6 +580,23 @@ def print_summary(summary) -> None:
     hidden = summary.errors - len(summary.first_errors)
     if hidden > 0:
         err(f"  and {hidden:,} more; see --format jsonl")
+
+
+def cache_note(counts) -> str:
+    """What the hash cache did, in words (the summary's second line, audit's too)."""
+    from parhash.output import plural
+    from parhash.progress import human_age
+
+    text = (
+        f"{counts.trusted:,} trusted, {counts.verified:,} verified by a full read, "
+        f"{counts.hashed:,} new or changed read"
+    )
+    if counts.mismatched:
+        text += f", {plural(counts.mismatched, 'file')} whose content changed unseen"
+    if counts.stalest_ns is not None:
+        age = max(0.0, (time.time_ns() - counts.stalest_ns) / 1e9)
+        text += f"; stalest verification {human_age(age)} ago"
+    return text
 
 
 def errors_scrolled_away(summary) -> bool:
@@ -779,6 +874,11 @@ def audit(
     jobs: Jobs = None,
     progress: Progress = None,
     color: Color = "auto",
+    cache: Cache = False,
+    cache_dir: CacheDir = None,
+    cache_trust: CacheTrust = None,
+    verify_budget: VerifyBudget = None,
+    verify_max_age: VerifyMaxAge = None,
 ) -> None:
     """Compare a tree with a saved manifest and report exactly what changed.
 
@@ -814,6 +914,7 @@ def audit(
         jobs=jobs,
         color=color_enabled(sys.stdout),  # the report is on stdout: colour if that is a TTY
         selection=overrides,
+        cache=_cache_options(cache, cache_dir, cache_trust, verify_budget, verify_max_age),
     )
     raise typer.Exit(int(run_audit(manifest, root, options, progress=progress)))
 

@@ -75,6 +75,10 @@ READ_AHEAD = 16
 #: One result per file, in batch order: (size, mtime_ns, hexdigest, error).
 RawResult = tuple["int | None", "int | None", "str | None", "str | None"]
 
+#: The error of a file whose stat differed between before and after its read (after it
+#: was read again once: a file that is appended to now and then gets a second chance).
+CHANGED = "file changed while being read"
+
 #: ``madvise`` advice 22 (Linux 5.14+): fault the pages in now and report a page that cannot
 #: be read (past EOF, an I/O error) as an error instead of a SIGBUS. Python 3.11 lacks the
 #: name. Without it (another kernel or OS) files are never mapped.
@@ -91,7 +95,7 @@ class _Opener(LongPathOpener):
 class _State:
     """One thread's reusable read state (see ``_local``)."""
 
-    __slots__ = ("buffer", "chunk", "cold", "first", "long_paths", "view")
+    __slots__ = ("before", "buffer", "chunk", "cold", "first", "long_paths", "view")
 
     def __init__(self) -> None:
         # A fresh bytes object per read makes the allocator grow and trim its heap for every
@@ -103,6 +107,9 @@ class _State:
         self.long_paths = _Opener()
         #: Set by a read that found its file out of the page cache (a cold task).
         self.cold = False
+        #: The fstat of the last file opened (None: it did not open): what the hash cache
+        #: records about a file it reads (ctime, inode), at no syscall of its own.
+        self.before: os.stat_result | None = None
 
 
 class _Local(threading.local):
@@ -185,6 +192,13 @@ def count_progress(counters: WorkCounters | None) -> None:
     _progress, _slot = counters.array, 3 * index
 
 
+def count_started(files: int) -> None:
+    """Count files answered without a read (hash-cache hits) as started, so the progress
+    bar's file count moves for them too (its bytes stay what was really read)."""
+    if _progress is not None:
+        _progress[_slot + STARTED] += files
+
+
 @dataclass(frozen=True)
 class HashSettings:
     """What every worker needs to know besides the batch: sent once per task (it is tiny)."""
@@ -236,8 +250,7 @@ def hash_file(
     ``named``: the user named this path (argument, list, sums file): a FIFO or a device is
     read too (``_read_special``), and so is any file on a pseudo filesystem, named or not.
     """
-    flags = _open_flags(follow, named)
-    return _hash_one(path, None, flags, _as_tuple(algos), settings, named, follow, _local.state)
+    return hash_files([path], algos, follow, settings, named)[0]
 
 
 def hash_files(
@@ -246,11 +259,14 @@ def hash_files(
     follow: bool,
     settings: HashSettings | None = None,
     named: bool = False,
+    stats: list | None = None,
 ) -> list[RawResult | Deferred | None]:
     """``hash_file`` of every path, in order: a worker's one call per task.
 
     A warm task costs per file exactly what ``hash_file`` costs. Once a read finds its file
-    out of the page cache, the rest of the task is read ahead (``_ReadAhead``).
+    out of the page cache, the rest of the task is read ahead (``_ReadAhead``). A file that
+    changed while it was read is read once more before it becomes a ``CHANGED`` error.
+    ``stats``: gets each file's fstat (None where it did not open), for the hash cache.
     """
     algos = _as_tuple(algos)
     flags = _open_flags(follow, named)
@@ -261,7 +277,12 @@ def hash_files(
     try:
         for index, path in enumerate(paths):
             fd = ahead.take(index) if ahead is not None else None
-            results.append(_hash_one(path, fd, flags, algos, settings, named, follow, state))
+            result = _hash_one(path, fd, flags, algos, settings, named, follow, state)
+            if type(result) is tuple and result[3] is CHANGED:
+                result = _hash_one(path, None, flags, algos, settings, named, follow, state)
+            results.append(result)
+            if stats is not None:
+                stats.append(state.before)
             if state.cold and ahead is None:
                 ahead = _ReadAhead(paths, index + 1, flags, named)
     finally:
@@ -288,6 +309,7 @@ def _hash_one(
     progress = _progress
     if progress is not None:  # every path counts as started, even one that fails to open
         progress[_slot + STARTED] += 1
+    state.before = None
     if fd is None:
         try:
             fd = os.open(path, flags | _noatime)
@@ -299,7 +321,7 @@ def _hash_one(
         except ValueError:  # a NUL in the name: no file can have it
             return (None, None, None, "name holds a NUL byte")
     try:
-        before = os.fstat(fd)
+        before = state.before = os.fstat(fd)
         if before.st_mode & 0o170000 != stat.S_IFREG or (
             settings is not None and before.st_dev in settings.pseudo_devices
         ):
@@ -354,7 +376,7 @@ def _checked(
         or after.st_mtime_ns != before.st_mtime_ns
         or (before.st_size and total != before.st_size)
     ):
-        return (None, None, None, "file changed while being read")
+        return (None, None, None, CHANGED)
     return (total, before.st_mtime_ns, digests[0] if len(digests) == 1 else tuple(digests), None)
 
 

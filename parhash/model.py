@@ -50,6 +50,26 @@ class FileRecord:
 
 
 @dataclass(slots=True)
+class CacheCounts:
+    """What the hash cache did in one run (``cache_store.CacheSession``): the summary line,
+    the audit's report and ``--metrics`` show it."""
+
+    path: str = ""
+    #: Files whose digest came from the cache (stat matched, not re-read this run).
+    trusted: int = 0
+    #: Files the cache had and matched, read again in full by ``--verify-budget``/-max-age.
+    verified: int = 0
+    #: Files read because the cache had no valid entry (new, changed, racy).
+    hashed: int = 0
+    #: Bytes read by ``hashed`` and ``verified`` files.
+    read_bytes: int = 0
+    #: Verified files whose content no longer matched their cached digest.
+    mismatched: int = 0
+    #: The oldest full read behind a digest trusted this run (ns since the epoch).
+    stalest_ns: int | None = None
+
+
+@dataclass(slots=True)
 class Summary:
     """Counters for one run; the exit policy lives in ``exit_codes.exit_code_for``."""
 
@@ -66,6 +86,8 @@ class Summary:
     #: Mount points of pseudo filesystems the walk did not enter, with their type (not
     #: errors: skipping them is the policy, and does not change the exit status).
     skipped_mounts: list[str] = field(default_factory=list)
+    #: What the hash cache did (None: the run had no ``--cache``).
+    cache: CacheCounts | None = None
 
     #: How many error records the summary lists.
     LISTED_ERRORS = 10

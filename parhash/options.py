@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from parhash.algorithms import DEFAULT_ALGORITHM, parse_algorithms
+from parhash.cache_policy import CacheOptions
 from parhash.hashing import HashSettings
 from parhash.mounts import pseudo_devices
 from parhash.walk import WalkOptions
@@ -29,6 +30,8 @@ class ScanOptions:
     max_size: int | None = None
     #: Read a multiply-linked inode once and give every path its record.
     dedupe_links: bool = True
+    #: The persistent hash cache (``--cache``), or None.
+    cache: CacheOptions | None = None
 
     def hash_settings(self) -> HashSettings:
         pseudo = frozenset(pseudo_devices())
@@ -42,6 +45,7 @@ def scan_options(
     min_size: int | None = None,
     max_size: int | None = None,
     dedupe_links: bool = True,
+    cache: CacheOptions | None = None,
     **walk: object,
 ) -> ScanOptions:
     """ScanOptions from flat keyword arguments (``walk`` takes WalkOptions' fields): what
@@ -57,6 +61,7 @@ def scan_options(
         min_size=min_size,
         max_size=max_size,
         dedupe_links=dedupe_links,
+        cache=cache,
     )
 
 

@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from parhash.batching import Context, WalkProgress, make_tasks, records_from_rows
 from parhash.executor import Executor, make_executor
@@ -30,6 +30,9 @@ from parhash.options import ScanOptions, resolve_jobs
 from parhash.sinks import Sink
 from parhash.sources import Source, scan_sources
 from parhash.tasks import LostTask, TaskResult, WorkSpec, error_row
+
+if TYPE_CHECKING:
+    from parhash.cache_store import CacheSession
 
 #: Chunks (one per task) waiting for the writer thread. With the executor's permits this
 #: bounds what is alive at once: a slow stdout stops the walker, not memory growth.
@@ -90,12 +93,23 @@ def _chunk(records: list[FileRecord], result: TaskResult | None = None) -> Chunk
 class _Run:
     """One stream of tasks through one executor: the parent's side of every answer."""
 
-    def __init__(self, executor: Executor, options: ScanOptions, rendering, ids, contexts):
+    def __init__(
+        self,
+        executor: Executor,
+        options: ScanOptions,
+        rendering,
+        ids,
+        contexts,
+        cache: CacheSession | None = None,
+        warn=None,
+    ):
         self.executor = executor
         self.rendering = rendering
         self.ids = ids
         self.contexts: dict[int, Context] = contexts
         self.links = LinkResolver(self.submit, ids) if options.dedupe_links else None
+        self.cache: CacheSession | None = cache
+        self.warn = warn
 
     def submit(self, context: Context) -> None:
         """Run one more task (a link's read, a retry): registered, then injected."""
@@ -107,6 +121,10 @@ class _Run:
         if type(answer) is LostTask:
             return self.lost(context)
         result: TaskResult = answer  # type: ignore[assignment]
+        if result.cache is not None and self.cache is not None:
+            for message in self.cache.absorb(context.task.cache[0], result.cache):  # type: ignore[index]
+                if self.warn is not None:
+                    self.warn(message)
         records = context.ready
         rows_only = self.rendering is None
         if rows_only and result.rows:
@@ -145,13 +163,15 @@ def iter_chunks(
     rendering=None,
     found: WalkProgress | None = None,
     progress: ProgressSink | None = None,
+    cache: CacheSession | None = None,
 ) -> Iterator[Chunk]:
     """Stream one chunk per task for ``sources``; the executor lives as long as this.
 
     ``rendering``: how workers format records (a sink's), or None for records. The first
     task is made before any executor exists, so an empty walk never starts a pool.
     ``progress`` is started once the workers exist, with their counters; it also gets the
-    lines about the executor itself (jobs capped, a worker died).
+    lines about the executor itself (jobs capped, a worker died). ``cache``: the run's
+    hash-cache session (its owner closes it).
     """
     found = found or WalkProgress()
     warn = progress.warn if progress is not None else None
@@ -159,15 +179,17 @@ def iter_chunks(
     settings = options.hash_settings()
     ids = itertools.count()
     contexts: dict[int, Context] = {}
-    tasks = make_tasks(sources, jobs, found, settings, ids, contexts)
+    key = cache.task_key if cache is not None else None
+    tasks = make_tasks(sources, jobs, found, settings, ids, contexts, key)
     first = next(tasks, None)
     if first is None:
         return
     counters = progress.counters(max(jobs, 1)) if progress is not None else None
-    executor = make_executor(WorkSpec(settings, rendering), jobs, counters, warn)
+    spec = WorkSpec(settings, rendering, cache.spec() if cache is not None else None)
+    executor = make_executor(spec, jobs, counters, warn)
     if progress is not None:
         executor.on_start = lambda: progress.start(counters, found)
-    run = _Run(executor, options, rendering, ids, contexts)
+    run = _Run(executor, options, rendering, ids, contexts, cache, warn)
     try:
         for answer in executor.results(itertools.chain((first,), tasks)):
             chunk = run.answer(answer)
@@ -255,6 +277,15 @@ def _report_skipped(found: WalkProgress, summary: Summary, progress: ProgressSin
         progress.warn(f"{mount}, not entered (name it as a PATH to hash it)")
 
 
+def _open_cache(options: ScanOptions, warn) -> CacheSession | None:
+    """The run's hash-cache session (sqlite3 is imported only for a run with --cache)."""
+    if options.cache is None:
+        return None
+    from parhash.cache_store import open_session
+
+    return open_session(options.cache, options.algos, warn)
+
+
 def run(
     sources: Iterable[Source],
     options: ScanOptions,
@@ -271,7 +302,10 @@ def run(
     started = time.monotonic()
     found = WalkProgress()
     writer = _Writer(progress.wrap(sink))
-    stream = iter_chunks(sources, options, getattr(sink, "rendering", None), found, progress)
+    cache = _open_cache(options, progress.warn)
+    rendering = getattr(sink, "rendering", None)
+    stream = iter_chunks(sources, options, rendering, found, progress, cache)
+    complete = False
     try:
         for chunk in stream:
             summary.add_chunk(chunk.files, chunk.nbytes, chunk.errors)
@@ -283,9 +317,15 @@ def run(
             writer.put(chunk)
         _report_skipped(found, summary, progress)
         writer.finish()
+        complete = True
+        if cache is not None:
+            cache.close(complete=True)
+            summary.cache = cache.counts
         summary.elapsed = time.monotonic() - started
         writer.sink.close(summary)
     finally:
         stream.close()
+        if cache is not None and not complete:
+            cache.close(complete=False)
         progress.close()
     return summary

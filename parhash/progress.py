@@ -48,6 +48,14 @@ def human_seconds(seconds: float) -> str:
     return f"{minutes} min {rest:02d} s"
 
 
+def human_age(seconds: float) -> str:
+    """An age in its largest whole unit: ``40 s``, ``12 min``, ``5 h``, ``3 d``."""
+    for unit, length in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= length:
+            return f"{int(seconds // length)} {unit}"
+    return f"{int(seconds)} s"
+
+
 class NullProgress:
     """No bar; warnings still reach stderr."""
 

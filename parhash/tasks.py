@@ -62,6 +62,9 @@ class Task:
     read_links: bool = False
     #: 1 for a lost task's files sent again one per task (a second loss is an error record).
     attempt: int = 0
+    #: With a hash cache: (root id, verification cutoff in ns, length of the root's path
+    #: prefix) from ``cache_store.CacheSession.task_key``; None: no cache for this task.
+    cache: tuple[int, int, int] | None = None
 
     @property
     def count(self) -> int:
@@ -75,9 +78,13 @@ class Task:
 
     def path_at(self, index: int) -> str:
         """The ``index``-th path (rows and deferred links name files by index)."""
+        prefix, name = self._at(index)
+        return prefix + name
+
+    def _at(self, index: int) -> tuple[str, str]:
         for prefix, names in self.groups:
             if index < len(names):
-                return prefix + names[index]
+                return prefix, names[index]
             index -= len(names)
         raise IndexError(index)
 
@@ -87,8 +94,8 @@ class Task:
 
     def single(self, index: int, task_id: int) -> Task:
         """The ``index``-th file alone, as a task of its own (a retry, a hard link's read)."""
-        path = self.path_at(index)
-        return replace(self, task_id=task_id, groups=(("", (path,)),))
+        prefix, name = self._at(index)  # its directory kept: the hash cache keys on it
+        return replace(self, task_id=task_id, groups=((prefix, (name,)),))
 
 
 @dataclass(frozen=True)
@@ -99,6 +106,8 @@ class WorkSpec:
 
     settings: HashSettings
     rendering: object | None = None
+    #: ``cache_lookup.CacheSpec`` of a run with ``--cache`` (tasks with a ``cache`` key use it).
+    cache: object | None = None
 
 
 @dataclass(slots=True)
@@ -119,6 +128,8 @@ class TaskResult:
     #: (index, dev, ino, size, mtime_ns) of files with several hard links, left to the
     #: parent (links.py), which has one of them read.
     deferred: list[tuple[int, int, int, int, int]] | None = None
+    #: ``cache_lookup.CachedHashing.answer()`` of a task run through the hash cache.
+    cache: tuple | None = None
 
 
 @dataclass(frozen=True, slots=True)

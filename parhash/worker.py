@@ -32,10 +32,26 @@ def run_task(spec: WorkSpec, task: Task) -> TaskResult:
     if task.read_links and settings.dedupe_links:
         settings = replace(settings, dedupe_links=False)
     answer = _Answer(task, spec.rendering, rows=spec.rendering is None or task.read_links)
+    cached = _cached(spec, task, algos, settings)
     for prefix, group in task.groups:
         paths = [prefix + name for name in group] if prefix else list(group)
-        answer.add(paths, hash_files(paths, algos, task.follow, settings, task.named))
-    return answer.result()
+        if cached is None:
+            answer.add(paths, hash_files(paths, algos, task.follow, settings, task.named))
+        else:
+            answer.add(paths, cached.hash_group(prefix, group, paths))
+    result = answer.result()
+    if cached is not None:
+        result.cache = cached.answer()
+    return result
+
+
+def _cached(spec: WorkSpec, task: Task, algos: tuple[Algorithm, ...], settings: HashSettings):
+    """The task's hashing through the hash cache, or None (no cache for this task)."""
+    if spec.cache is None or task.cache is None:
+        return None
+    from parhash.cache_lookup import CachedHashing
+
+    return CachedHashing(spec.cache, task.cache, algos, task.follow, settings, task.named)  # type: ignore[arg-type]
 
 
 class _Answer:

@@ -19,6 +19,7 @@ from parhash.audit_store import CLASSES, DEFAULT_FAIL_ON
 from parhash.exit_codes import ExitCode, FatalError
 
 if TYPE_CHECKING:
+    from parhash.cache_policy import CacheOptions
     from parhash.commands.outputs import Outputs
     from parhash.pipeline import ProgressSink
 
@@ -42,6 +43,8 @@ class AuditOptions:
     #: Selection options that replace the recorded ones (``baseline.SELECTION_DEFAULTS``'
     #: keys; sizes in bytes, ``exclude`` a list of globs).
     selection: Mapping[str, object] = field(default_factory=dict)
+    #: The hash cache (``--cache``): unchanged files cost a stat, not a read.
+    cache: CacheOptions | None = None
 
 
 @dataclass(frozen=True)
@@ -118,7 +121,7 @@ def run(
         skipped = [manifest] if reader.is_file else []
         walk_here = own_files_skipped(baseline.walk_options(selection, plan), outputs, *skipped)
         bar = progress()
-        scan = baseline.scan_options(selection, algos, options.jobs, walk_here)
+        scan = baseline.scan_options(selection, algos, options.jobs, walk_here, options.cache)
         sources = scan_sources(roots, walk_here)
         run(sources, scan, AuditSink(store), bar, warn_errors=not options.quiet)
         store.diff(selection.size_range)

@@ -1,0 +1,564 @@
+"""The hash cache's database, on the parent's side: opening it, a run's session, upkeep.
+
+One SQLite file (``cache_policy.CACHE_FILE``) in WAL mode, so that the workers read while
+this process writes and two parhash processes may share it; only the parent of a run ever
+writes (Dask may run a task twice; a worker that died may have half-done anything). Writes
+go through one thread (``_Writer``) in batched transactions, behind a bounded queue.
+
+A cache that cannot be used is never a reason to fail a run, nor to trust a wrong digest:
+corrupt or truncated (rebuilt empty, one warning), newer than this parhash, not ours, or
+locked for longer than ``OPEN_TIMEOUT_S`` (one warning, the run goes on without it).
+
+Schema (``SCHEMA_VERSION``): ``roots`` (a scan root's real path as bytes, how many runs
+it had, its measured read rate) and ``entries`` keyed by (root, algorithms, directory
+relative to the root, name), both bytes so that any file name works; the stat fields an
+entry must match, its digests, when it was hashed and last verified by a full read, and
+the last run of its root that saw it (for the ``TTL_RUNS`` expiry).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from parhash.cache_policy import TTL_RUNS, CacheOptions
+from parhash.model import CacheCounts
+
+#: Bumped on any change of the tables; a newer file is left alone (an older one rebuilt).
+SCHEMA_VERSION = 1
+#: ``PRAGMA application_id`` ("PHC1"): tells our file from another SQLite database.
+APPLICATION_ID = 0x50484331
+
+#: How long opening waits for a lock another process holds (then: run without the cache).
+OPEN_TIMEOUT_S = 5.0
+#: How long a batched write waits for a concurrent writer before giving up the cache for
+#: the rest of the run. Another parhash holds the write lock for one batch (milliseconds).
+WRITE_TIMEOUT_S = 30.0
+
+#: Answers waiting for the writer thread: bounds memory when the disk under the cache is
+#: slower than hashing (each answer holds at most one task's rows, ~1,000).
+WRITE_QUEUE = 64
+#: Most answers per transaction: a commit costs one WAL fsync-free append (synchronous
+#: NORMAL), so fewer, larger transactions are cheaper; 32 tasks is ~32,000 rows.
+WRITE_BATCH = 32
+
+#: Read rate assumed for a ``--verify-budget`` duration before a root's first measured run.
+DEFAULT_RATE = 100e6
+
+#: The root key of paths named one by one (``--files-from``, file arguments): their
+#: directory is absolute.
+NAMED_ROOT = b""
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS roots(
+    id INTEGER PRIMARY KEY,
+    path BLOB NOT NULL UNIQUE,
+    runs INTEGER NOT NULL DEFAULT 0,
+    last_run_ns INTEGER,
+    rate REAL
+);
+CREATE TABLE IF NOT EXISTS entries(
+    root INTEGER NOT NULL,
+    algos TEXT NOT NULL,
+    dir BLOB NOT NULL,
+    name BLOB NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    ctime_ns INTEGER NOT NULL,
+    ino INTEGER NOT NULL,
+    digests TEXT NOT NULL,
+    hashed_ns INTEGER NOT NULL,
+    verified_ns INTEGER NOT NULL,
+    seen_run INTEGER NOT NULL,
+    PRIMARY KEY(root, algos, dir, name)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS entries_by_verification ON entries(root, algos, verified_ns);
+"""
+
+_UPSERT = (
+    "INSERT OR REPLACE INTO entries(root, algos, dir, name, size, mtime_ns, ctime_ns, ino,"
+    " digests, hashed_ns, verified_ns, seen_run) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+)
+_SEEN = (
+    "UPDATE entries SET seen_run = ? WHERE root = ? AND algos = ? AND dir = ?"
+    " AND name BETWEEN ? AND ? AND seen_run <> ?"
+)
+
+
+class CacheUnavailable(Exception):
+    """The cache cannot be used for this run: the message is the one warning line."""
+
+
+def _corrupt(exc: sqlite3.Error) -> bool:
+    text = str(exc)
+    return isinstance(exc, sqlite3.DatabaseError) and (
+        "malformed" in text or "not a database" in text or "corrupt" in text
+    )
+
+
+def connect(path: str, timeout: float = OPEN_TIMEOUT_S) -> tuple[sqlite3.Connection, str | None]:
+    """The cache database at ``path``, created if missing, rebuilt empty if corrupt;
+    also the warning to print (a rebuild), if any. Raises ``CacheUnavailable``."""
+    try:
+        return _connect(path, timeout), None
+    except sqlite3.DatabaseError as exc:
+        if not _corrupt(exc):
+            raise CacheUnavailable(f"cache {path}: {exc}; running without it") from None
+        reason = str(exc)
+    _remove(path)
+    try:
+        return _connect(path, timeout), f"cache {path} was unreadable ({reason}); rebuilt empty"
+    except sqlite3.Error as exc:
+        raise CacheUnavailable(f"cache {path}: {exc}; running without it") from None
+
+
+def _connect(path: str, timeout: float) -> sqlite3.Connection:
+    directory = os.path.dirname(path)
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        # The cache lists file names: readable by its owner only (SQLite would use 0644).
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600))
+    except OSError as exc:
+        raise CacheUnavailable(f"cache {path}: {exc.strerror or exc}; running without it") from None
+    conn = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
+    try:
+        _check(conn, path)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _check(conn: sqlite3.Connection, path: str) -> None:
+    """Refuse a file that is not ours or is newer; create the tables in a new one; spot
+    a truncated file (SQLite itself notices only when a query reaches a missing page)."""
+    app, version = (
+        conn.execute(f"PRAGMA {p}").fetchone()[0] for p in ("application_id", "user_version")
+    )
+    tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+    if tables and app != APPLICATION_ID:
+        raise CacheUnavailable(f"cache {path} is not a parhash cache; running without it")
+    if version > SCHEMA_VERSION:
+        raise CacheUnavailable(
+            f"cache {path} was written by a newer parhash (schema {version}); running without it"
+        )
+    if conn.execute("PRAGMA journal_mode=WAL").fetchone()[0].lower() != "wal":
+        raise CacheUnavailable(f"cache {path}: WAL mode refused; running without it")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    if version < SCHEMA_VERSION:
+        if tables:  # an older layout: a cache, so start again rather than migrate
+            raise sqlite3.DatabaseError("older schema, not a database this parhash reads")
+        conn.executescript(_SCHEMA)
+        conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
+        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+    _check_length(conn, path)
+
+
+def _check_length(conn: sqlite3.Connection, path: str) -> None:
+    """A file shorter than its header's page count lost its tail (truncated, a full disk
+    during a copy): corrupt, where SQLite would report it only on the first missing page."""
+    wal = path + "-wal"
+    if os.path.exists(wal) and os.path.getsize(wal) > 0:
+        return  # pages may live in the WAL only; SQLite checks the WAL's own checksums
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    if os.path.getsize(path) < pages * page_size:
+        raise sqlite3.DatabaseError("file is truncated: database disk image is malformed")
+    conn.execute("SELECT count(*) FROM roots").fetchone()
+
+
+def _remove(path: str) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path + suffix)
+
+
+@dataclass
+class _Root:
+    """A root of this run: its id, this run's number for it, its verification cutoff."""
+
+    root_id: int
+    run: int
+    cutoff_ns: int
+    base_len: int
+    rate: float | None = None
+
+
+def open_session(options: CacheOptions, algos: tuple[str, ...], warn) -> CacheSession | None:
+    """A run's session, or None after one warning when the cache cannot be used."""
+    try:
+        return CacheSession(options, algos, warn)
+    except CacheUnavailable as exc:
+        warn(str(exc))
+        return None
+
+
+class CacheSession:
+    """One run's use of the cache: roots registered as their sources come, answers written
+    by one thread, counts for the summary. ``close(complete)`` flushes the writes and, for
+    a run that finished, drops the entries of its roots not seen for ``TTL_RUNS`` runs."""
+
+    def __init__(self, options: CacheOptions, algos: tuple[str, ...], warn) -> None:
+        self.options = options
+        self.algos = ",".join(algos)
+        self.warn = warn
+        self.started_ns = time.time_ns()
+        self.conn, note = connect(options.path)
+        if note:
+            warn(note)
+        self.conn.execute(f"PRAGMA busy_timeout={int(WRITE_TIMEOUT_S * 1000)}")
+        self.roots: dict[str, _Root] = {}
+        self.counts = CacheCounts(path=options.path)
+        self.deadline_ns = self._deadline()
+        self.writer = _Writer(self.conn)
+        self.warned: set[str] = set()
+        self.rebuild = False
+
+    def spec(self):
+        """What the workers need (``cache_lookup.CacheSpec``)."""
+        from parhash.cache_lookup import CacheSpec
+
+        return CacheSpec(self.options.path, self.options.full_trust, self.deadline_ns)
+
+    def _deadline(self) -> int | None:
+        seconds = self.options.budget.seconds
+        return self.started_ns + int(seconds * 1e9) if seconds else None
+
+    # -- roots -------------------------------------------------------------------------
+
+    def task_key(self, root: str, named: bool) -> tuple[int, int, int] | None:
+        """(root id, verification cutoff, length of the root's path prefix) for the tasks of
+        a source below ``root``; None when the cache failed (the tasks run without it)."""
+        key = "" if named else root
+        entry = self.roots.get(key)
+        if entry is None:
+            try:
+                entry = self._register(root, named)
+            except sqlite3.Error as exc:
+                self._failed(exc)
+                return None
+            self.roots[key] = entry
+        return entry.root_id, entry.cutoff_ns, entry.base_len
+
+    def _register(self, root: str, named: bool) -> _Root:
+        from parhash.walk import child_prefix
+
+        path = NAMED_ROOT if named else os.fsencode(os.path.realpath(root))
+        conn = self.conn
+        with _transaction(conn):
+            conn.execute(
+                "INSERT INTO roots(path, runs, last_run_ns) VALUES (?, 1, ?) ON CONFLICT(path)"
+                " DO UPDATE SET runs = runs + 1, last_run_ns = excluded.last_run_ns",
+                (path, self.started_ns),
+            )
+            root_id, run, rate = conn.execute(
+                "SELECT id, runs, rate FROM roots WHERE path = ?", (path,)
+            ).fetchone()
+        cutoff = self._cutoff(root_id, rate)
+        return _Root(root_id, run, cutoff, 0 if named else len(child_prefix(root)), rate)
+
+    def _cutoff(self, root_id: int, rate: float | None) -> int:
+        """Hits verified at or before this time are read again this run: the stalest
+        entries until the budget is met, and any older than ``--verify-max-age``."""
+        options = self.options
+        cutoff = -1
+        if options.max_age_s:
+            cutoff = self.started_ns - int(options.max_age_s * 1e9)
+        budget = options.budget
+        if budget.empty:
+            return cutoff
+        want_bytes, want_count = float(budget.nbytes), 0.0
+        if budget.seconds:
+            want_bytes = budget.seconds * (rate or DEFAULT_RATE)
+        if budget.fraction:
+            total_bytes, total_count = self.conn.execute(
+                "SELECT coalesce(sum(size), 0), count(*) FROM entries WHERE root = ? AND algos = ?",
+                (root_id, self.algos),
+            ).fetchone()
+            want_bytes, want_count = budget.fraction * total_bytes, budget.fraction * total_count
+        got_bytes = 0
+        rows = self.conn.execute(
+            "SELECT verified_ns, size FROM entries WHERE root = ? AND algos = ?"
+            " ORDER BY verified_ns",
+            (root_id, self.algos),
+        )
+        for got_count, (verified_ns, size) in enumerate(rows):
+            if got_bytes >= want_bytes and got_count >= want_count:
+                break
+            got_bytes += size
+            cutoff = max(cutoff, verified_ns)
+        return cutoff
+
+    # -- answers -----------------------------------------------------------------------
+
+    def absorb(self, root_id: int, answer: tuple) -> list[str]:
+        """Count one task's cache answer and queue its writes; the warnings it brings."""
+        rows, seen, trusted, verified, hashed, read_bytes, stalest, mismatched, error = answer
+        counts = self.counts
+        counts.trusted += trusted
+        counts.verified += verified
+        counts.hashed += hashed
+        counts.read_bytes += read_bytes
+        if stalest is not None and (counts.stalest_ns is None or stalest < counts.stalest_ns):
+            counts.stalest_ns = stalest
+        warnings = []
+        for path in mismatched or ():
+            counts.mismatched += 1
+            warnings.append(
+                f"{path}: content differs from the cached digest, but size, mtime, ctime and "
+                "inode did not change (bit rot, or a write that restored the timestamps)"
+            )
+        if error is not None:
+            warnings.extend(self._worker_error(error))
+        if (rows or seen) and not self.writer.failed:
+            entry = next(r for r in self.roots.values() if r.root_id == root_id)
+            self.writer.put((root_id, self.algos, entry.run, rows, seen))
+        return warnings
+
+    def _worker_error(self, error: str) -> list[str]:
+        if "malformed" in error or "not a database" in error:
+            self.rebuild = True
+        if error in self.warned:
+            return []
+        self.warned.add(error)
+        return [f"cache {self.options.path} unreadable in a worker ({error}): its files were read"]
+
+    def _failed(self, exc: sqlite3.Error) -> None:
+        if _corrupt(exc):
+            self.rebuild = True
+        message = f"cache {self.options.path}: {exc}; the rest of the run goes without it"
+        if message not in self.warned:
+            self.warned.add(message)
+            self.warn(message)
+
+    def close(self, complete: bool) -> None:
+        """Flush; after a complete run, expire entries and record the read rate."""
+        error = self.writer.finish()
+        if error is not None:
+            self._failed(error)
+        try:
+            if complete and error is None:
+                self._expire()
+        except sqlite3.Error as exc:
+            self._failed(exc)
+        finally:
+            self.conn.close()
+        if self.rebuild:
+            _remove(self.options.path)
+            self.warn(f"cache {self.options.path} was corrupt: removed (the next run rebuilds it)")
+
+    def _expire(self) -> None:
+        elapsed = (time.time_ns() - self.started_ns) / 1e9
+        with _transaction(self.conn):
+            for entry in self.roots.values():
+                self.conn.execute(
+                    "DELETE FROM entries WHERE root = ? AND seen_run <= ?",
+                    (entry.root_id, entry.run - TTL_RUNS),
+                )
+                if self.counts.read_bytes >= 64 << 20 and elapsed > 0.5:
+                    self.conn.execute(
+                        "UPDATE roots SET rate = ? WHERE id = ?",
+                        (self.counts.read_bytes / elapsed, entry.root_id),
+                    )
+
+
+@contextlib.contextmanager
+def _transaction(conn: sqlite3.Connection):
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+_DONE = object()
+
+
+class _Writer(threading.Thread):
+    """Applies answers' writes in batched transactions, off the main thread. The first
+    error stops writing (the run goes on; ``finish`` returns the error)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        super().__init__(name="parhash-cache-writer", daemon=True)
+        self.conn = conn
+        self.queue: queue.Queue[object] = queue.Queue(maxsize=WRITE_QUEUE)
+        self.error: sqlite3.Error | None = None
+        self.started = False
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None
+
+    def put(self, item: tuple) -> None:
+        if not self.started:
+            self.started = True
+            self.start()
+        self.queue.put(item)
+
+    def run(self) -> None:
+        while True:
+            batch = [self.queue.get()]
+            while len(batch) < WRITE_BATCH:
+                try:
+                    batch.append(self.queue.get_nowait())
+                except queue.Empty:
+                    break
+            done = batch[-1] is _DONE
+            items = [item for item in batch if item is not _DONE]
+            if items and self.error is None:
+                try:
+                    self._apply(items)
+                except sqlite3.Error as exc:
+                    self.error = exc
+            if done:
+                return
+
+    def _apply(self, items: list) -> None:
+        conn = self.conn
+        with _transaction(conn):
+            for root_id, algos, run, rows, seen in items:
+                if seen:
+                    _mark_seen(conn, root_id, algos, run, seen)
+                if rows:
+                    conn.executemany(_UPSERT, [(root_id, algos, *row, run) for row in rows])
+
+    def finish(self) -> sqlite3.Error | None:
+        if self.started:
+            self.queue.put(_DONE)
+            self.join()
+        return self.error
+
+
+def _mark_seen(
+    conn: sqlite3.Connection, root_id: int, algos: str, run: int, seen: Iterable
+) -> None:
+    """Refresh ``seen_run`` of the entries each task met: per directory group one range
+    (its lowest and highest name), minus the cached names in that range it did not meet
+    (deleted files, or names of another task's group): one statement per group, in C."""
+    for directory, low, high, absent in seen:
+        if not absent:
+            conn.execute(_SEEN, (run, root_id, algos, directory, low, high, run))
+            continue
+        marks = ",".join("?" * len(absent))
+        conn.execute(
+            _SEEN + f" AND name NOT IN ({marks})",
+            (run, root_id, algos, directory, low, high, run, *absent),
+        )
+
+
+# -- upkeep: parhash cache stats | prune | clear -------------------------------------------
+
+
+@dataclass
+class RootStats:
+    path: str
+    runs: int
+    last_run_ns: int | None
+    entries: int
+    nbytes: int
+    oldest_verified_ns: int | None
+
+
+@dataclass
+class CacheStats:
+    path: str
+    size_on_disk: int
+    roots: list[RootStats] = field(default_factory=list)
+
+    @property
+    def entries(self) -> int:
+        return sum(root.entries for root in self.roots)
+
+
+def _existing(path: str) -> sqlite3.Connection | None:
+    if not os.path.exists(path):
+        return None
+    conn, note = connect(path)
+    if note:
+        raise CacheUnavailable(note)
+    return conn
+
+
+def disk_size(path: str) -> int:
+    """The database plus its WAL and shared-memory files."""
+    total = 0
+    for suffix in ("", "-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            total += os.path.getsize(path + suffix)
+    return total
+
+
+def stats(path: str) -> CacheStats:
+    """Roots, entries, size on disk and the oldest verification, per root."""
+    result = CacheStats(path, disk_size(path))
+    conn = _existing(path)
+    if conn is None:
+        return result
+    try:
+        rows = conn.execute(
+            "SELECT r.path, r.runs, r.last_run_ns, count(e.root), coalesce(sum(e.size), 0),"
+            " min(e.verified_ns) FROM roots r LEFT JOIN entries e ON e.root = r.id"
+            " GROUP BY r.id ORDER BY r.path"
+        ).fetchall()
+    finally:
+        conn.close()
+    for raw, runs, last, entries, nbytes, oldest in rows:
+        name = os.fsdecode(raw) if raw != NAMED_ROOT else "(paths named one by one)"
+        result.roots.append(RootStats(name, runs, last, entries, nbytes, oldest))
+    return result
+
+
+def prune(path: str, ttl: int = TTL_RUNS) -> int:
+    """Drop now the entries not seen for ``ttl`` runs of their root, and roots left empty;
+    give the space back. Returns the number of entries dropped."""
+    conn = _existing(path)
+    if conn is None:
+        return 0
+    try:
+        with _transaction(conn):
+            before = conn.total_changes
+            conn.execute(
+                "DELETE FROM entries WHERE seen_run <= "
+                "(SELECT runs FROM roots WHERE roots.id = entries.root) - ?",
+                (ttl,),
+            )
+            dropped = conn.total_changes - before
+            conn.execute("DELETE FROM roots WHERE id NOT IN (SELECT DISTINCT root FROM entries)")
+        _compact(conn)
+    finally:
+        conn.close()
+    return dropped
+
+
+def clear(path: str) -> int:
+    """Empty the cache (the file stays, so another process holding it open is unharmed).
+    Returns the number of entries dropped."""
+    conn = _existing(path)
+    if conn is None:
+        return 0
+    try:
+        with _transaction(conn):
+            dropped = conn.execute("SELECT count(*) FROM entries").fetchone()[0]
+            conn.execute("DELETE FROM entries")
+            conn.execute("DELETE FROM roots")
+        _compact(conn)
+    finally:
+        conn.close()
+    return dropped
+
+
+def _compact(conn: sqlite3.Connection) -> None:
+    """Give freed pages back to the filesystem (VACUUM needs no other writer; skipped when
+    another process is busy with the cache: the pages are reused instead)."""
+    with contextlib.suppress(sqlite3.OperationalError):
+        conn.execute("VACUUM")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
