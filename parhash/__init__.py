@@ -96,6 +96,7 @@ def scan(
     follow_symlinks: bool = False,
     one_file_system: bool = False,
     exclude: Iterable[str] = (),
+    **cache: object,
 ) -> Iterator[FileRecord]:
     """Yield one ``FileRecord`` per file below ``paths``, in completion order.
 
@@ -104,7 +105,11 @@ def scan(
     ``KeyError``. A root named twice is scanned once.
     ``jobs=1`` hashes in this process; otherwise a process pool is used and shut down when
     the iterator is exhausted or closed.
+    ``cache``: the CLI's cache options (``cache=True``, ``cache_dir``, ``cache_trust``,
+    ``verify_budget``, ``verify_max_age``, as text); a cache that cannot be used is a
+    ``RuntimeWarning`` (``warnings``) and the scan goes on without it.
     """
+    from parhash.cache_policy import library_cache_options
     from parhash.commands.scan import records
     from parhash.options import scan_options
 
@@ -114,6 +119,7 @@ def scan(
         follow_symlinks=follow_symlinks,
         one_file_system=one_file_system,
         exclude=exclude,
+        cache=library_cache_options(cache),
     )
     return records(paths, options)
 
@@ -156,11 +162,12 @@ def audit(
     """Audit a tree against a manifest as ``parhash audit`` does; the report goes to ``out``
     if given. ``options``: ``commands.audit.AuditOptions``' fields (``fmt``: human, jsonl or
     json; ``fail_on``: classes as a list or the CLI's comma text; ``update``, ``verbose``,
-    ``quiet``, ``algo``, ``jobs``, ``color``) and the selection options that replace the
-    recorded ones (``exclude=[...]``, ``max_depth``, ``hidden``, ``gitignore``,
-    ``min_size``/``max_size`` in bytes, ``follow_symlinks``, ``one_file_system``). Returns
-    a ``commands.audit.AuditResult``: ``exit_code``, ``counts`` per class, ``changes``,
-    ``roots``, ``updated``, ``messages``."""
+    ``quiet``, ``algo``, ``jobs``, ``color``), the cache options (``cache=True``,
+    ``cache_dir``, ``cache_trust``, ``verify_budget``, ``verify_max_age``) and the
+    selection options that replace the recorded ones (``exclude=[...]``, ``max_depth``,
+    ``hidden``, ``gitignore``, ``min_size``/``max_size`` in bytes, ``follow_symlinks``,
+    ``one_file_system``). Returns a ``commands.audit.AuditResult``: ``exit_code``,
+    ``counts`` per class, ``changes``, ``roots``, ``updated``, ``messages``."""
     from dataclasses import replace
 
     from parhash.commands import Warnings

@@ -2,7 +2,7 @@
 
 A worker holding a task of a cached root asks the database (read-only, its own connection
 per thread) once per directory group for the entries of that group's names, then stats
-each file that has one: a valid entry (``cache_policy.entry_valid``) answers without
+each file that has one: a valid entry (its value starts with ``cache_policy.stamp``) answers without
 opening the file, unless it is due for verification (its last full read is at or before
 the task's cutoff, and a duration budget has time left). Everything else is read by the
 usual read loop (``hashing.hash_files``), whose fstat gives the new entry its ctime and
@@ -15,13 +15,14 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
+import sys
 import threading
 import time
 from dataclasses import dataclass
 from urllib.parse import quote
 
 from parhash.algorithms import Algorithm
-from parhash.cache_policy import entry_valid, signed64
+from parhash.cache_policy import STAMP_LENGTH, digests_of, entry_value, racy, racy_limit, stamp
 from parhash.hashing import HashSettings, count_started, hash_files
 
 #: How long a worker's read waits on a lock (a WAL reader waits only for a checkpoint or
@@ -29,9 +30,17 @@ from parhash.hashing import HashSettings, count_started, hash_files
 READ_TIMEOUT_S = 5.0
 
 _FETCH = (
-    "SELECT name, size, mtime_ns, ctime_ns, ino, digests, hashed_ns, verified_ns FROM entries"
-    " WHERE root = ? AND algos = ? AND dir = ? AND name BETWEEN ? AND ?"
+    "SELECT name, value FROM entries WHERE root = ? AND algos = ? AND dir = ?"
+    " AND name BETWEEN ? AND ? AND racy < ? AND verified_ns {} ?"
 )
+#: Entries verified after the cutoff (trusted), and those due for verification.
+_FETCH_TRUSTED, _FETCH_DUE = _FETCH.format(">"), _FETCH.format("<=")
+
+_DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_PATH", 0)
+_DIR_FLAGS |= getattr(os, "O_CLOEXEC", 0)
+
+#: Names as the cache stores them: ``os.fsencode`` without its per-call Python overhead.
+_FS_ENCODING, _FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
 
 
 @dataclass(frozen=True)
@@ -72,7 +81,7 @@ def _drop_reader(path: str) -> None:
 
 class CachedHashing:
     """One task's hashing through the cache; ``answer()`` is what goes back to the parent:
-    (rows, seen, trusted, verified, hashed, read_bytes, stalest_ns, mismatched, error)."""
+    (rows, seen, trusted, verified, hashed, read_bytes, mismatched, error)."""
 
     def __init__(
         self,
@@ -87,13 +96,15 @@ class CachedHashing:
         self.root_id, self.cutoff_ns, self.base_len = key
         self.algos = algos
         self.algos_key = ",".join(a.name for a in algos)
+        self.lengths = tuple(a.hex_length for a in algos)
         self.follow = follow
         self.settings = settings
         self.named = named
+        #: (dir, name, size, value, racy, verified_ns) of every file read.
         self.rows: list[tuple] = []
+        #: (dir, lowest name, highest name, cached names in between not met) per group.
         self.seen: list[tuple] = []
         self.trusted = self.verified = self.hashed = self.read_bytes = 0
-        self.stalest: int | None = None
         self.mismatched: list[str] = []
         self.error: str | None = None
 
@@ -105,147 +116,149 @@ class CachedHashing:
             self.verified,
             self.hashed,
             self.read_bytes,
-            self.stalest,
             self.mismatched,
             self.error,
         )
 
     # -- lookups -----------------------------------------------------------------------
 
-    def _fetch(self, directory: bytes, low: bytes, high: bytes) -> dict[bytes, tuple]:
+    def _fetch(self, directory: bytes, low: bytes, high: bytes) -> tuple[dict, dict]:
+        """The trustable entries of ``directory`` named ``low`` to ``high`` by name: those
+        to trust, and those due for a verifying read (only with a budget or a max age)."""
         if self.error is not None:
-            return {}
+            return {}, {}
+        limit = racy_limit(self.spec.full_trust)
+        args = (self.root_id, self.algos_key, directory, low, high, limit, self.cutoff_ns)
         try:
-            rows = (
-                _reader(self.spec.path)
-                .execute(_FETCH, (self.root_id, self.algos_key, directory, low, high))
-                .fetchall()
-            )
+            conn = _reader(self.spec.path)
+            trusted = dict(conn.execute(_FETCH_TRUSTED, args))
+            due = dict(conn.execute(_FETCH_DUE, args)) if self.cutoff_ns >= 0 else {}
         except sqlite3.Error as exc:
             self.error = str(exc)
             _drop_reader(self.spec.path)
-            return {}
-        return {row[0]: row[1:] for row in rows}
+            return {}, {}
+        return trusted, due
 
     def hash_group(self, prefix: str, names: tuple[str, ...], paths: list[str]) -> list:
         """The raw results of one group (``hashing.hash_files``' form), through the cache."""
         if not prefix:
             return self._hash_named(paths)
-        directory = os.fsencode(prefix[self.base_len :])
-        keys = [os.fsencode(name) for name in names]
-        entries = self._fetch(directory, min(keys), max(keys))
-        raws, met = self._resolve(paths, keys, [directory] * len(keys), entries)
+        directory = prefix[self.base_len :].encode(_FS_ENCODING, _FS_ERRORS)
+        keys = [name.encode(_FS_ENCODING, _FS_ERRORS) for name in names]
+        low, high = min(keys), max(keys)
+        trusted, due = self._fetch(directory, low, high)
+        if not trusted and not due:  # nothing cached here: read them all, no stat first
+            return self._resolve(paths, paths, None, keys, [directory] * len(keys), {}, {})[0]
+        try:  # one directory lookup, then a stat per name relative to it (0.6 us less)
+            fd: int | None = os.open(prefix, _DIR_FLAGS)
+        except (OSError, ValueError):
+            fd = None
+        try:
+            targets = list(names) if fd is not None else paths
+            directories = [directory] * len(keys)
+            raws, met = self._resolve(paths, targets, fd, keys, directories, trusted, due)
+        finally:
+            if fd is not None:
+                os.close(fd)
         if met:  # one range for the group, minus the cached names in it the group lacks
-            self.seen.append((directory, min(keys), max(keys), list(entries)))
+            self.seen.append((directory, low, high, [*trusted, *due]))
         return raws
 
     def _hash_named(self, paths: list[str]) -> list:
         """Paths named one by one: keyed by their absolute directory and name."""
-        directories, keys, entries = [], [], {}
+        directories, pairs, trusted, due = [], [], {}, {}
         for path in paths:
             directory, name = os.path.split(os.path.abspath(path))
             d, k = os.fsencode(directory + os.sep), os.fsencode(name)
             directories.append(d)
-            keys.append(k)
-            for found, entry in self._fetch(d, k, k).items():
-                entries[d, found] = entry
-        pairs = list(zip(directories, keys, strict=True))
-        raws, met = self._resolve(paths, pairs, directories, entries)
+            pairs.append((d, k))
+            found, late = self._fetch(d, k, k)
+            trusted.update({(d, n): v for n, v in found.items()})
+            due.update({(d, n): v for n, v in late.items()})
+        raws, met = self._resolve(paths, paths, None, pairs, directories, trusted, due)
         for directory, key in met:
             self.seen.append((directory, key, key, []))
         return raws
 
     # -- the decision per file ---------------------------------------------------------
 
-    def _resolve(
-        self, paths: list[str], keys: list, directories: list[bytes], entries: dict
-    ) -> tuple[list, list]:
+    def _resolve(self, paths, targets, dir_fd, keys, directories, trusted, due):
         """Trust, verify or read each file: the raw results, and the keys that had an
-        entry. ``entries`` loses the keys met: what is left is the cached names of the
-        range that this group does not hold."""
+        entry. ``trusted`` and ``due`` lose the keys met: what is left is the cached names
+        of the range that this group does not hold. This loop is the whole per-file cost
+        of an unchanged tree: a dict lookup, one stat, one ``startswith``."""
         now = time.time_ns()  # before any stat or read: conservative for the racy rule
         full, settings, follow = self.spec.full_trust, self.settings, self.follow
-        deadline, cutoff = self.spec.deadline_ns, self.cutoff_ns
+        deadline = self.spec.deadline_ns
+        one = len(self.algos) == 1
+        smallest, largest = settings.min_size, settings.max_size
+        pseudo = settings.pseudo_devices
         raws: list = [None] * len(paths)
         to_read: list[int] = []
-        checked: dict[int, tuple] = {}
+        checked: dict[int, bytes] = {}
         met: list = []
-        trusted = 0
+        hits = 0
         for index, key in enumerate(keys):
-            entry = entries.pop(key, None)
-            if entry is None:
-                to_read.append(index)
-                continue
+            value = trusted.pop(key, None)
+            verify = value is None
+            if verify:
+                value = due.pop(key, None)
+                if value is None:
+                    to_read.append(index)
+                    continue
             met.append(key)
             try:
-                st = os.stat(paths[index], follow_symlinks=follow)
+                st = os.stat(targets[index], dir_fd=dir_fd, follow_symlinks=follow)
             except (OSError, ValueError):
                 to_read.append(index)  # the read reports why
                 continue
-            size, mtime_ns, ctime_ns, ino, digests, hashed_ns, verified_ns = entry
             if (
-                st.st_mode & 0o170000 != stat.S_IFREG
-                or st.st_dev in settings.pseudo_devices
-                or not entry_valid(full, size, mtime_ns, ctime_ns, ino, hashed_ns, st)
+                not value.startswith(stamp(st, full))
+                or st.st_mode & 0o170000 != stat.S_IFREG
+                or st.st_dev in pseudo
             ):
                 to_read.append(index)
-                continue
-            if verified_ns <= cutoff and (deadline is None or time.time_ns() < deadline):
-                checked[index] = entry
+            elif verify and (deadline is None or time.time_ns() < deadline):
+                checked[index] = value
                 to_read.append(index)
-                continue
-            if (settings.min_size is not None and size < settings.min_size) or (
-                settings.max_size is not None and size > settings.max_size
+            elif (smallest is None or st.st_size >= smallest) and (
+                largest is None or st.st_size <= largest
             ):
-                continue  # skipped by a size filter, as a read would skip it
-            raws[index] = (
-                size,
-                mtime_ns,
-                digests if len(self.algos) == 1 else tuple(digests.split()),
-                None,
-            )
-            trusted += 1
-            if self.stalest is None or verified_ns < self.stalest:
-                self.stalest = verified_ns
-        self.trusted += trusted
-        count_started(trusted)
+                digest = value[STAMP_LENGTH:].hex() if one else digests_of(value, self.lengths)
+                raws[index] = (st.st_size, st.st_mtime_ns, digest, None)
+                hits += 1
+            # else: outside a size filter, skipped as a read would skip it
+        self.trusted += hits
+        count_started(hits)
         if to_read:
             self._read(paths, keys, directories, to_read, checked, raws, now)
         return raws, met
 
     def _read(self, paths, keys, directories, to_read, checked, raws, now) -> None:
+        """Read the files without a trusted entry (``hash_files``: read-ahead, retries)
+        and make their rows; a verified file whose digest moved is a mismatch."""
         stats: list = []
-        reads = hash_files(
-            [paths[i] for i in to_read], self.algos, self.follow, self.settings, self.named, stats
-        )
+        batch = [paths[i] for i in to_read]
+        reads = hash_files(batch, self.algos, self.follow, self.settings, self.named, stats)
         pseudo = self.settings.pseudo_devices
+        full = self.spec.full_trust
         for index, raw, st in zip(to_read, reads, stats, strict=True):
             raws[index] = raw
             if type(raw) is not tuple or raw[3] is not None or st is None:
                 continue  # an error, a skip, or a hard link left to the parent
             if st.st_mode & 0o170000 != stat.S_IFREG or st.st_dev in pseudo:
                 continue
-            digests = raw[2] if type(raw[2]) is str else " ".join(raw[2])
+            value = entry_value(st, (raw[2],) if type(raw[2]) is str else raw[2])
             key = keys[index]
             name = key[1] if type(key) is tuple else key
             # verified_ns is unique per file of the group (+ its index): budgets cut the
             # stalest-first order exactly instead of at a whole group's shared time.
-            row = (directories[index], name, raw[0], raw[1], st.st_ctime_ns, signed64(st.st_ino))
-            self.rows.append((*row, digests, now, now + index))
+            self.rows.append((directories[index], name, raw[0], value, racy(st, now), now + index))
             self.read_bytes += raw[0]
-            entry = checked.get(index)
-            if entry is None:
+            old = checked.get(index)
+            if old is None:
                 self.hashed += 1
                 continue
             self.verified += 1
-            if digests != entry[4] and _same_stat(entry, st, self.spec.full_trust):
+            if old[STAMP_LENGTH:] != value[STAMP_LENGTH:] and old.startswith(stamp(st, full)):
                 self.mismatched.append(paths[index])
-
-
-def _same_stat(entry: tuple, st: os.stat_result, full: bool) -> bool:
-    """The file read has the stat its entry recorded: a new digest is then a change that
-    the metadata does not show (not a write between our stat and our read)."""
-    size, mtime_ns, ctime_ns, ino = entry[:4]
-    if st.st_size != size or st.st_mtime_ns != mtime_ns:
-        return False
-    return not full or (st.st_ctime_ns == ctime_ns and signed64(st.st_ino) == ino)

@@ -12,8 +12,9 @@ locked for longer than ``OPEN_TIMEOUT_S`` (one warning, the run goes on without 
 Schema (``SCHEMA_VERSION``): ``roots`` (a scan root's real path as bytes, how many runs
 it had, its measured read rate) and ``entries`` keyed by (root, algorithms, directory
 relative to the root, name), both bytes so that any file name works; the stat fields an
-entry must match, its digests, when it was hashed and last verified by a full read, and
-the last run of its root that saw it (for the ``TTL_RUNS`` expiry).
+entry must match followed by its digests (``cache_policy.entry_value``), how racy it was
+when hashed, when it was last verified by a full read, and the last run of its root that saw it (for
+the ``TTL_RUNS`` expiry).
 """
 
 from __future__ import annotations
@@ -69,11 +70,8 @@ CREATE TABLE IF NOT EXISTS entries(
     dir BLOB NOT NULL,
     name BLOB NOT NULL,
     size INTEGER NOT NULL,
-    mtime_ns INTEGER NOT NULL,
-    ctime_ns INTEGER NOT NULL,
-    ino INTEGER NOT NULL,
-    digests TEXT NOT NULL,
-    hashed_ns INTEGER NOT NULL,
+    value BLOB NOT NULL,
+    racy INTEGER NOT NULL,
     verified_ns INTEGER NOT NULL,
     seen_run INTEGER NOT NULL,
     PRIMARY KEY(root, algos, dir, name)
@@ -82,8 +80,8 @@ CREATE INDEX IF NOT EXISTS entries_by_verification ON entries(root, algos, verif
 """
 
 _UPSERT = (
-    "INSERT OR REPLACE INTO entries(root, algos, dir, name, size, mtime_ns, ctime_ns, ino,"
-    " digests, hashed_ns, verified_ns, seen_run) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+    "INSERT OR REPLACE INTO entries(root, algos, dir, name, size, value, racy, verified_ns,"
+    " seen_run) VALUES (?,?,?,?,?,?,?,?,?)"
 )
 _SEEN = (
     "UPDATE entries SET seen_run = ? WHERE root = ? AND algos = ? AND dir = ?"
@@ -214,6 +212,8 @@ class CacheSession:
             warn(note)
         self.conn.execute(f"PRAGMA busy_timeout={int(WRITE_TIMEOUT_S * 1000)}")
         self.roots: dict[str, _Root] = {}
+        #: This run's number for each root id (what ``seen_run`` is set to).
+        self.runs: dict[int, int] = {}
         self.counts = CacheCounts(path=options.path)
         self.deadline_ns = self._deadline()
         self.writer = _Writer(self.conn)
@@ -244,6 +244,7 @@ class CacheSession:
                 self._failed(exc)
                 return None
             self.roots[key] = entry
+            self.runs[entry.root_id] = entry.run
         return entry.root_id, entry.cutoff_ns, entry.base_len
 
     def _register(self, root: str, named: bool) -> _Root:
@@ -299,14 +300,12 @@ class CacheSession:
 
     def absorb(self, root_id: int, answer: tuple) -> list[str]:
         """Count one task's cache answer and queue its writes; the warnings it brings."""
-        rows, seen, trusted, verified, hashed, read_bytes, stalest, mismatched, error = answer
+        rows, seen, trusted, verified, hashed, read_bytes, mismatched, error = answer
         counts = self.counts
         counts.trusted += trusted
         counts.verified += verified
         counts.hashed += hashed
         counts.read_bytes += read_bytes
-        if stalest is not None and (counts.stalest_ns is None or stalest < counts.stalest_ns):
-            counts.stalest_ns = stalest
         warnings = []
         for path in mismatched or ():
             counts.mismatched += 1
@@ -317,8 +316,7 @@ class CacheSession:
         if error is not None:
             warnings.extend(self._worker_error(error))
         if (rows or seen) and not self.writer.failed:
-            entry = next(r for r in self.roots.values() if r.root_id == root_id)
-            self.writer.put((root_id, self.algos, entry.run, rows, seen))
+            self.writer.put((root_id, self.algos, self.runs[root_id], rows, seen))
         return warnings
 
     def _worker_error(self, error: str) -> list[str]:
@@ -344,6 +342,7 @@ class CacheSession:
             self._failed(error)
         try:
             if complete and error is None:
+                self.counts.stalest_ns = self._stalest()
                 self._expire()
         except sqlite3.Error as exc:
             self._failed(exc)
@@ -352,6 +351,22 @@ class CacheSession:
         if self.rebuild:
             _remove(self.options.path)
             self.warn(f"cache {self.options.path} was corrupt: removed (the next run rebuilds it)")
+
+    def _stalest(self) -> int | None:
+        """The oldest full read behind a digest trusted this run: the oldest verification
+        among the entries this run saw (those it read are fresh)."""
+        if not self.counts.trusted:
+            return None
+        oldest = None
+        for root_id, run in self.runs.items():
+            (value,) = self.conn.execute(
+                "SELECT min(verified_ns) FROM entries WHERE root = ? AND algos = ?"
+                " AND seen_run = ?",
+                (root_id, self.algos, run),
+            ).fetchone()
+            if value is not None and (oldest is None or value < oldest):
+                oldest = value
+        return oldest
 
     def _expire(self) -> None:
         elapsed = (time.time_ns() - self.started_ns) / 1e9

@@ -174,7 +174,7 @@ def iter_chunks(
     hash-cache session (its owner closes it).
     """
     found = found or WalkProgress()
-    warn = progress.warn if progress is not None else None
+    warn = progress.warn if progress is not None else (cache.warn if cache is not None else None)
     jobs = resolve_jobs(options.jobs, warn)
     settings = options.hash_settings()
     ids = itertools.count()
@@ -201,9 +201,23 @@ def iter_chunks(
 
 def iter_records(roots: list[str], options: ScanOptions) -> Iterator[FileRecord]:
     """Library-level scan of roots already checked (``check_roots``): one ``FileRecord``
-    per file, in completion order."""
-    for chunk in iter_chunks(scan_sources(roots, options.walk), options):
-        yield from chunk.records
+    per file, in completion order. A cache that cannot be used is a ``RuntimeWarning``."""
+    cache = _open_cache(options, _library_warning)
+    complete = False
+    try:
+        sources = scan_sources(roots, options.walk)
+        for chunk in iter_chunks(sources, options, cache=cache, progress=None):
+            yield from chunk.records
+        complete = True
+    finally:
+        if cache is not None:
+            cache.close(complete)
+
+
+def _library_warning(message: str) -> None:
+    import warnings
+
+    warnings.warn(message, RuntimeWarning, stacklevel=2)
 
 
 _DONE = object()

@@ -174,10 +174,12 @@ def audit_options(given: Mapping[str, object]) -> AuditOptions:
     options (``baseline.SELECTION_DEFAULTS``' keys; an unknown one is a TypeError)."""
     from parhash.algorithms import canonical
     from parhash.baseline import SELECTION_DEFAULTS
+    from parhash.cache_policy import LIBRARY_KEYWORDS, library_cache_options
 
-    own = {f.name for f in fields(AuditOptions)} - {"selection"}
-    chosen = {k: v for k, v in given.items() if k in own}
-    selection = {k: v for k, v in given.items() if k not in own}
+    own = {f.name for f in fields(AuditOptions)} - {"selection", "cache"}
+    chosen: dict[str, object] = {k: v for k, v in given.items() if k in own}
+    chosen["cache"] = library_cache_options({k: given[k] for k in LIBRARY_KEYWORDS if k in given})
+    selection = {k: v for k, v in given.items() if k not in own and k not in LIBRARY_KEYWORDS}
     unknown = sorted(set(selection) - set(SELECTION_DEFAULTS))
     if unknown:
         raise TypeError(f"unknown audit option {unknown[0]!r}")
