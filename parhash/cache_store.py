@@ -49,6 +49,9 @@ WRITE_QUEUE = 64
 #: NORMAL), so fewer, larger transactions are cheaper; 32 tasks is ~32,000 rows.
 WRITE_BATCH = 32
 
+#: Names left out of a seen range that are bound inline; more use a temporary table.
+MAX_INLINE_NAMES = 200
+
 #: Read rate assumed for a ``--verify-budget`` duration before a root's first measured run.
 DEFAULT_RATE = 100e6
 
@@ -458,16 +461,22 @@ def _mark_seen(
 ) -> None:
     """Refresh ``seen_run`` of the entries each task met: per directory group one range
     (its lowest and highest name), minus the cached names in that range it did not meet
-    (deleted files, or names of another task's group): one statement per group, in C."""
+    (deleted files, or names of another task's group): one statement per group, in C.
+    Many names to leave out (the last tasks of a run deal one directory's files out in
+    turn) go through a temporary table, not thousands of bound parameters (SQLite builds
+    before 3.32 allow 999)."""
     for directory, low, high, absent in seen:
+        args = (run, root_id, algos, directory, low, high, run)
         if not absent:
-            conn.execute(_SEEN, (run, root_id, algos, directory, low, high, run))
-            continue
-        marks = ",".join("?" * len(absent))
-        conn.execute(
-            _SEEN + f" AND name NOT IN ({marks})",
-            (run, root_id, algos, directory, low, high, run, *absent),
-        )
+            conn.execute(_SEEN, args)
+        elif len(absent) <= MAX_INLINE_NAMES:
+            marks = ",".join("?" * len(absent))
+            conn.execute(_SEEN + f" AND name NOT IN ({marks})", (*args, *absent))
+        else:
+            conn.execute("CREATE TEMP TABLE IF NOT EXISTS absent(name BLOB PRIMARY KEY)")
+            conn.executemany("INSERT OR IGNORE INTO absent VALUES (?)", ((n,) for n in absent))
+            conn.execute(_SEEN + " AND name NOT IN (SELECT name FROM absent)", args)
+            conn.execute("DELETE FROM absent")
 
 
 # -- upkeep: parhash cache stats | prune | clear -------------------------------------------
