@@ -312,9 +312,10 @@ class CacheSession:
         warnings = []
         for path in mismatched or ():
             counts.mismatched += 1
+            fields = "size, mtime, ctime and inode" if self.options.full_trust else "size and mtime"
             warnings.append(
-                f"{path}: content differs from the cached digest, but size, mtime, ctime and "
-                "inode did not change (bit rot, or a write that restored the timestamps)"
+                f"{path}: content differs from the cached digest, but {fields} did not "
+                "change (bit rot, or a write that restored the timestamps)"
             )
         if error is not None:
             warnings.extend(self._worker_error(error))
