@@ -210,18 +210,21 @@ class CacheSession:
         self.algos = ",".join(algos)
         self.warn = warn
         self.started_ns = time.time_ns()
+        #: The main thread's connection (roots, cutoffs, the end of the run); the writer
+        #: has its own: one connection's transactions cannot interleave across threads.
         self.conn, note = connect(options.path)
         if note:
             warn(note)
-        self.conn.execute(f"PRAGMA busy_timeout={int(WRITE_TIMEOUT_S * 1000)}")
         self.roots: dict[str, _Root] = {}
         #: This run's number for each root id (what ``seen_run`` is set to).
         self.runs: dict[int, int] = {}
         self.counts = CacheCounts(path=options.path)
         self.deadline_ns = self._deadline()
-        self.writer = _Writer(self.conn)
+        self.writer = _Writer(options.path)
         self.warned: set[str] = set()
         self.rebuild = False
+        #: Set when registering a root failed: the rest of the run goes without the cache.
+        self.disabled = False
 
     def spec(self):
         """What the workers need (``cache_lookup.CacheSpec``)."""
@@ -241,9 +244,13 @@ class CacheSession:
         key = "" if named else root
         entry = self.roots.get(key)
         if entry is None:
+            if self.disabled:
+                return None
             try:
                 entry = self._register(root, named)
             except sqlite3.Error as exc:
+                self.disabled = True  # once: a locked cache must not cost every task a wait
+                self.counts.available = False
                 self._failed(exc)
                 return None
             self.roots[key] = entry
@@ -345,7 +352,7 @@ class CacheSession:
         if error is not None:
             self._failed(error)
         try:
-            if complete and error is None:
+            if complete and error is None and not self.disabled:
                 self.counts.stalest_ns = self._stalest()
                 self._expire()
         except sqlite3.Error as exc:
@@ -406,9 +413,10 @@ class _Writer(threading.Thread):
     """Applies answers' writes in batched transactions, off the main thread. The first
     error stops writing (the run goes on; ``finish`` returns the error)."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, path: str) -> None:
         super().__init__(name="parhash-cache-writer", daemon=True)
-        self.conn = conn
+        self.path = path
+        self.conn: sqlite3.Connection | None = None
         self.queue: queue.Queue[object] = queue.Queue(maxsize=WRITE_QUEUE)
         self.error: sqlite3.Error | None = None
         self.started = False
@@ -422,6 +430,14 @@ class _Writer(threading.Thread):
             self.started = True
             self.start()
         self.queue.put(item)
+
+    def _connection(self) -> sqlite3.Connection:
+        if self.conn is None:
+            self.conn = sqlite3.connect(
+                self.path, timeout=WRITE_TIMEOUT_S, isolation_level=None, check_same_thread=False
+            )
+            self.conn.execute("PRAGMA synchronous=NORMAL")  # per connection, like the timeout
+        return self.conn
 
     def run(self) -> None:
         while True:
@@ -442,7 +458,7 @@ class _Writer(threading.Thread):
                 return
 
     def _apply(self, items: list) -> None:
-        conn = self.conn
+        conn = self._connection()
         with _transaction(conn):
             for root_id, algos, run, rows, seen in items:
                 if seen:
@@ -451,9 +467,12 @@ class _Writer(threading.Thread):
                     conn.executemany(_UPSERT, [(root_id, algos, *row, run) for row in rows])
 
     def finish(self) -> sqlite3.Error | None:
+        """Apply what is queued, stop, close the writer's connection; its first error."""
         if self.started:
             self.queue.put(_DONE)
             self.join()
+        if self.conn is not None:
+            self.conn.close()
         return self.error
 
 

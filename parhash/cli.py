@@ -587,6 +587,8 @@ def cache_note(counts) -> str:
     from parhash.output import plural
     from parhash.progress import human_age
 
+    if not counts.available:
+        return "not used (see the warning above)"
     text = (
         f"{counts.trusted:,} trusted, {counts.verified:,} verified by a full read, "
         f"{counts.hashed:,} new or changed read"

@@ -67,6 +67,8 @@ class CacheCounts:
     mismatched: int = 0
     #: The oldest full read behind a digest trusted this run (ns since the epoch).
     stalest_ns: int | None = None
+    #: False when the cache could not be used after all (a warning said why).
+    available: bool = True
 
 
 @dataclass(slots=True)
