@@ -74,8 +74,8 @@ class CacheOptions:
     #: Stat fields that must match (``FULL_TRUST`` or a superset of ``MIN_TRUST``).
     trust: frozenset[str] = FULL_TRUST
     budget: Budget = Budget()
-    #: Re-read any hit not verified for this long (0: no limit).
-    max_age_s: float = 0.0
+    #: Re-read any hit not verified for this long (None: no limit; 0: every hit).
+    max_age_s: float | None = None
 
     @property
     def path(self) -> str:
@@ -169,10 +169,20 @@ def cache_options(
         return None
     return CacheOptions(
         directory=cache_directory(directory),
-        trust=parse_trust(trust) if trust is not None else FULL_TRUST,
-        budget=parse_budget(verify_budget) if verify_budget is not None else Budget(),
-        max_age_s=parse_duration(verify_max_age) if verify_max_age is not None else 0.0,
+        trust=_parsed("--cache-trust", parse_trust, trust, FULL_TRUST),
+        budget=_parsed("--verify-budget", parse_budget, verify_budget, Budget()),
+        max_age_s=_parsed("--verify-max-age", parse_duration, verify_max_age, None),
     )
+
+
+def _parsed(name: str, parse, text: str | None, default):
+    """``parse(text)``, or ``default`` for None; a ValueError names the option."""
+    if text is None:
+        return default
+    try:
+        return parse(text)
+    except ValueError as exc:
+        raise ValueError(f"{name}: {exc}") from None
 
 
 #: The library's names for the cache options (``parhash.scan``/``parhash.audit`` keywords).

@@ -279,7 +279,7 @@ class CacheSession:
         entries until the budget is met, and any older than ``--verify-max-age``."""
         options = self.options
         cutoff = -1
-        if options.max_age_s:
+        if options.max_age_s is not None:
             cutoff = self.started_ns - int(options.max_age_s * 1e9)
         budget = options.budget
         if budget.empty:
