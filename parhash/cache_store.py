@@ -49,6 +49,9 @@ WRITE_QUEUE = 64
 #: NORMAL), so fewer, larger transactions are cheaper; 32 tasks is ~32,000 rows.
 WRITE_BATCH = 32
 
+#: How long an interrupted run (Ctrl-C, SIGTERM) waits for the cache writer's last batch.
+ABANDON_S = 2.0
+
 #: Names left out of a seen range that are bound inline; more use a temporary table.
 MAX_INLINE_NAMES = 200
 
@@ -138,27 +141,50 @@ def _connect(path: str, timeout: float) -> sqlite3.Connection:
 
 def _check(conn: sqlite3.Connection, path: str) -> None:
     """Refuse a file that is not ours or is newer; create the tables in a new one; spot
-    a truncated file (SQLite itself notices only when a query reaches a missing page)."""
-    app, version = (
-        conn.execute(f"PRAGMA {p}").fetchone()[0] for p in ("application_id", "user_version")
-    )
+    a truncated file (SQLite itself notices only when a query reaches a missing page).
+
+    Two processes may open a new cache at once: the header is read in one transaction
+    (a consistent snapshot), and the tables are created in a write transaction that
+    reads it again, so neither ever sees the other's half-made file as foreign or old.
+    """
+    conn.execute("BEGIN")
+    try:
+        app, version, tables = _header(conn)
+    finally:
+        conn.execute("COMMIT")
+    _refuse(app, version, tables, path)
+    if conn.execute("PRAGMA journal_mode=WAL").fetchone()[0].lower() != "wal":
+        raise CacheUnavailable(f"cache {path}: WAL mode refused; running without it")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    if version < SCHEMA_VERSION:
+        with _transaction(conn):
+            app, version, tables = _header(conn)
+            _refuse(app, version, tables, path)
+            if version < SCHEMA_VERSION and tables:  # an older layout: start again
+                raise sqlite3.DatabaseError("older schema, not a database this parhash reads")
+            if version < SCHEMA_VERSION:
+                for statement in filter(str.strip, _SCHEMA.split(";")):
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
+                conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+    _check_length(conn, path)
+
+
+def _header(conn: sqlite3.Connection) -> tuple[int, int, int]:
+    """(application id, schema version, number of schema objects)."""
+    app = conn.execute("PRAGMA application_id").fetchone()[0]
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
     tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+    return app, version, tables
+
+
+def _refuse(app: int, version: int, tables: int, path: str) -> None:
     if tables and app != APPLICATION_ID:
         raise CacheUnavailable(f"cache {path} is not a parhash cache; running without it")
     if version > SCHEMA_VERSION:
         raise CacheUnavailable(
             f"cache {path} was written by a newer parhash (schema {version}); running without it"
         )
-    if conn.execute("PRAGMA journal_mode=WAL").fetchone()[0].lower() != "wal":
-        raise CacheUnavailable(f"cache {path}: WAL mode refused; running without it")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    if version < SCHEMA_VERSION:
-        if tables:  # an older layout: a cache, so start again rather than migrate
-            raise sqlite3.DatabaseError("older schema, not a database this parhash reads")
-        conn.executescript(_SCHEMA)
-        conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
-        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-    _check_length(conn, path)
 
 
 def _check_length(conn: sqlite3.Connection, path: str) -> None:
@@ -347,8 +373,10 @@ class CacheSession:
             self.warn(message)
 
     def close(self, complete: bool) -> None:
-        """Flush; after a complete run, expire entries and record the read rate."""
-        error = self.writer.finish()
+        """Flush; after a complete run, expire entries and record the read rate. An
+        interrupted run waits for the writer at most ``ABANDON_S``: what it committed is
+        whole (each batch is one transaction), the rest is lost with no harm."""
+        error = self.writer.finish(None if complete else ABANDON_S)
         if error is not None:
             self._failed(error)
         try:
@@ -466,11 +494,19 @@ class _Writer(threading.Thread):
                 if rows:
                     conn.executemany(_UPSERT, [(root_id, algos, *row, run) for row in rows])
 
-    def finish(self) -> sqlite3.Error | None:
-        """Apply what is queued, stop, close the writer's connection; its first error."""
+    def finish(self, timeout: float | None = None) -> sqlite3.Error | None:
+        """Apply what is queued, stop, close the writer's connection; its first error.
+        With a ``timeout`` (an interrupted run), a writer still busy after it is left
+        behind (a daemon thread: it dies with the process, mid-transaction at worst,
+        which SQLite rolls back)."""
         if self.started:
-            self.queue.put(_DONE)
-            self.join()
+            try:
+                self.queue.put(_DONE, timeout=timeout)
+            except queue.Full:
+                return self.error
+            self.join(timeout)
+            if self.is_alive():
+                return self.error
         if self.conn is not None:
             self.conn.close()
         return self.error
