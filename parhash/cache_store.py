@@ -252,6 +252,17 @@ class CacheSession:
         #: Set when registering a root failed: the rest of the run goes without the cache.
         self.disabled = False
 
+    def identities(self) -> set[tuple[int, int]]:
+        """(st_dev, st_ino) of the cache's files, for the walk to skip: a cache inside
+        the tree it describes must not be hashed while it is written. The WAL and
+        shared-memory files live as long as this session's connection."""
+        found = set()
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(OSError):
+                st = os.stat(self.options.path + suffix)
+                found.add((st.st_dev, st.st_ino))
+        return found
+
     def spec(self):
         """What the workers need (``cache_lookup.CacheSpec``)."""
         from parhash.cache_lookup import CacheSpec

@@ -202,7 +202,7 @@ def iter_chunks(
 def iter_records(roots: list[str], options: ScanOptions) -> Iterator[FileRecord]:
     """Library-level scan of roots already checked (``check_roots``): one ``FileRecord``
     per file, in completion order. A cache that cannot be used is a ``RuntimeWarning``."""
-    cache = _open_cache(options, _library_warning)
+    cache = open_cache(options, _library_warning)
     complete = False
     try:
         sources = scan_sources(roots, options.walk)
@@ -291,8 +291,10 @@ def _report_skipped(found: WalkProgress, summary: Summary, progress: ProgressSin
         progress.warn(f"{mount}, not entered (name it as a PATH to hash it)")
 
 
-def _open_cache(options: ScanOptions, warn) -> CacheSession | None:
-    """The run's hash-cache session (sqlite3 is imported only for a run with --cache)."""
+def open_cache(options: ScanOptions, warn) -> CacheSession | None:
+    """The run's hash-cache session, or None (no --cache, or one warning said why not);
+    sqlite3 is imported only for a run with --cache. Opened before the run's sources are
+    made, so that the walk can skip the cache's own files (``CacheSession.identities``)."""
     if options.cache is None:
         return None
     from parhash.cache_store import open_session
@@ -307,16 +309,17 @@ def run(
     progress: ProgressSink,
     *,
     warn_errors: bool = True,
+    cache: CacheSession | None = None,
 ) -> Summary:
     """Hash ``sources`` into ``sink``; returns the summary. Raises on fatal problems only.
 
     ``warn_errors``: print a warning for each error record (check prints its own).
+    ``cache``: the run's hash-cache session (``open_cache``); this closes it.
     """
     summary = Summary()
     started = time.monotonic()
     found = WalkProgress()
     writer = _Writer(progress.wrap(sink))
-    cache = _open_cache(options, progress.warn)
     rendering = getattr(sink, "rendering", None)
     stream = iter_chunks(sources, options, rendering, found, progress, cache)
     complete = False

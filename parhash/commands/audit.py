@@ -95,10 +95,10 @@ def run(
     bad manifest, a missing root or an ``update`` that would lose entries."""
     from parhash import baseline
     from parhash.audit_store import AuditSink, AuditStore
-    from parhash.commands.outputs import own_files_skipped
+    from parhash.commands.outputs import own_files_skipped, skipping
     from parhash.manifest import no_root_message, open_manifest, read_info
     from parhash.output import sanitize
-    from parhash.pipeline import run
+    from parhash.pipeline import open_cache, run
     from parhash.sources import check_roots, scan_sources
 
     started = time.time()
@@ -122,8 +122,12 @@ def run(
         walk_here = own_files_skipped(baseline.walk_options(selection, plan), outputs, *skipped)
         bar = progress()
         scan = baseline.scan_options(selection, algos, options.jobs, walk_here, options.cache)
+        cache = open_cache(scan, bar.warn)
+        if cache is not None:
+            walk_here = skipping(walk_here, cache.identities())
         sources = scan_sources(roots, walk_here)
-        run(sources, scan, AuditSink(store), bar, warn_errors=not options.quiet)
+        sink = AuditSink(store)
+        run(sources, scan, sink, bar, warn_errors=not options.quiet, cache=cache)
         store.diff(selection.size_range)
         counts = store.counts()
         if stream is not None:

@@ -100,6 +100,11 @@ def committed() -> Iterator[Outputs]:
     outputs.commit()
 
 
+def skipping(walk: WalkOptions, identities: set[tuple[int, int]]) -> WalkOptions:
+    """Walk options that also skip these (st_dev, st_ino) (the hash cache's files)."""
+    return replace(walk, skip_files=walk.skip_files | frozenset(identities))
+
+
 def own_files_skipped(walk: WalkOptions, outputs: Outputs, *paths: str) -> WalkOptions:
     """Walk options that skip parhash's own files (the output or manifest and the temporary
     file beside it): a manifest written into the tree it describes must not list itself."""

@@ -80,8 +80,9 @@ def run(
     """Scan into ``output`` (a path; None or ``-``: ``outputs.stdout()``) and return the
     summary; ``progress()`` makes the progress sink once the output is open. Raises
     ``FatalError`` before hashing when ``-o`` would overwrite an input."""
+    from parhash.commands.outputs import skipping
     from parhash.output import ListedOutputGuard, refuse_overwriting_input
-    from parhash.pipeline import run
+    from parhash.pipeline import open_cache, run
     from parhash.report import make_reporter
     from parhash.sources import listed_source, scan_sources, stdin_record, unique_roots
 
@@ -113,15 +114,18 @@ def run(
         options=manifest_options(options),
     )
     reporter.begin(roots + (["-"] if wants_stdin else []))
+    bar = progress()
+    for notice in notices:
+        bar.warn(notice)
+    cache = open_cache(options, bar.warn)
+    if cache is not None:
+        options = replace(options, walk=skipping(options.walk, cache.identities()))
     sources = list(scan_sources(roots, options.walk))
     if listing is not None:
         sources.append(listing)
     if wants_stdin:  # hashed here, first: the workers cannot read our stdin
         sources.insert(0, stdin_record(sys.stdin.buffer, options.algos))
-    bar = progress()
-    for notice in notices:
-        bar.warn(notice)
-    summary = run(sources, options, outputs.completing(reporter), bar)
+    summary = run(sources, options, outputs.completing(reporter), bar, cache=cache)
     if guard is not None:
         guard.raise_if_hit()  # before the commit: the listed file keeps its data
     return summary
