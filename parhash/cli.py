@@ -240,8 +240,8 @@ CacheDir = Annotated[
     typer.Option(
         "--cache-dir",
         metavar="DIR",
-        help="Where the cache lives (implies --cache; default: $PARHASH_CACHE_DIR, else "
-        "$XDG_CACHE_HOME/parhash, else ~/.cache/parhash).",
+        help="Where the cache lives; implies --cache (by default ~/.cache/parhash or "
+        "where the variables the README names put it).",
         show_default=False,
     ),
 ]
@@ -250,9 +250,10 @@ CacheTrust = Annotated[
     typer.Option(
         "--cache-trust",
         metavar="FIELDS",
-        help="Stat fields a cache entry must match: size,mtime,ctime,inode (default). "
-        "size,mtime for FUSE/SMB mounts and copied trees, whose inodes and ctimes are not "
-        "stable: then a write that keeps size and restores the mtime goes unseen.",
+        help="Stat fields a cache entry must match: size, mtime, ctime and inode (the "
+        "default), or 'size,mtime' for FUSE or SMB mounts and copied trees, whose inodes "
+        "and ctimes change: then a write that keeps the size and restores the mtime goes "
+        "unseen.",
         show_default=False,
     ),
 ]
