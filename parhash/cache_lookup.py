@@ -30,8 +30,8 @@ from parhash.hashing import HashSettings, count_started, hash_files
 READ_TIMEOUT_S = 5.0
 
 _FETCH = (
-    "SELECT name, value FROM entries WHERE root = ? AND algos = ? AND dir = ?"
-    " AND name BETWEEN ? AND ? AND racy < ? AND verified_ns {} ?"
+    "SELECT name, value FROM entries WHERE dir = (SELECT id FROM dirs WHERE root = ?"
+    " AND path = ?) AND name BETWEEN ? AND ? AND racy < ? AND verified_ns {} ?"
 )
 #: Entries verified after the cutoff (trusted), and those due for verification.
 _FETCH_TRUSTED, _FETCH_DUE = _FETCH.format(">"), _FETCH.format("<=")
@@ -95,7 +95,6 @@ class CachedHashing:
         self.spec = spec
         self.root_id, self.cutoff_ns, self.base_len = key
         self.algos = algos
-        self.algos_key = ",".join(a.name for a in algos)
         self.lengths = tuple(a.hex_length for a in algos)
         self.follow = follow
         self.settings = settings
@@ -128,7 +127,7 @@ class CachedHashing:
         if self.error is not None:
             return {}, {}
         limit = racy_limit(self.spec.full_trust)
-        args = (self.root_id, self.algos_key, directory, low, high, limit, self.cutoff_ns)
+        args = (self.root_id, directory, low, high, limit, self.cutoff_ns)
         try:
             conn = _reader(self.spec.path)
             trusted = dict(conn.execute(_FETCH_TRUSTED, args))
