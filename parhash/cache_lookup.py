@@ -2,9 +2,10 @@
 
 A worker holding a task of a cached root asks the database (read-only, its own connection
 per thread) once per directory group for the entries of that group's names, then stats
-each file that has one: a valid entry (its value starts with ``cache_policy.stamp``) answers without
-opening the file, unless it is due for verification (its last full read is at or before
-the task's cutoff, and a duration budget has time left). Everything else is read by the
+each file that has one: a valid entry (its value starts with the file's
+``cache_policy.stamp``) answers without opening the file, unless it is due for
+verification (its last full read is at or before the task's cutoff, and a duration budget
+has time left). Everything else is read by the
 usual read loop (``hashing.hash_files``), whose fstat gives the new entry its ctime and
 inode at no extra syscall. The worker never writes: it sends the rows to write and the
 ranges of names it met, and the parent's one writer applies them (``cache_store``).
@@ -56,27 +57,33 @@ class CacheSpec:
 
 class _Readers(threading.local):
     def __init__(self) -> None:
-        self.connections: dict[str, sqlite3.Connection | None] = {}
+        #: Cache path -> (the database file's inode when opened, connection).
+        self.connections: dict[str, tuple[int, sqlite3.Connection]] = {}
 
 
 _readers = _Readers()
 
 
 def _reader(path: str) -> sqlite3.Connection:
-    """This thread's read-only connection to the cache (opened once per process)."""
-    conn = _readers.connections.get(path)
-    if conn is None:
-        uri = f"file:{quote(path)}?mode=ro"
-        conn = sqlite3.connect(uri, uri=True, timeout=READ_TIMEOUT_S, check_same_thread=False)
-        conn.execute("PRAGMA query_only=1")
-        _readers.connections[path] = conn
+    """This thread's read-only connection to the cache, opened once per process, and again
+    when the file was replaced (a rebuilt cache; a process that runs several scans, -j 1
+    or the library, must not read the file it replaced). One stat per task."""
+    inode = os.stat(path).st_ino
+    known = _readers.connections.get(path)
+    if known is not None and known[0] == inode:
+        return known[1]
+    _drop_reader(path)
+    uri = f"file:{quote(path)}?mode=ro"
+    conn = sqlite3.connect(uri, uri=True, timeout=READ_TIMEOUT_S, check_same_thread=False)
+    conn.execute("PRAGMA query_only=1")
+    _readers.connections[path] = (inode, conn)
     return conn
 
 
 def _drop_reader(path: str) -> None:
-    conn = _readers.connections.pop(path, None)
-    if conn is not None:
-        conn.close()
+    known = _readers.connections.pop(path, None)
+    if known is not None:
+        known[1].close()
 
 
 class CachedHashing:
@@ -106,6 +113,7 @@ class CachedHashing:
         self.trusted = self.verified = self.hashed = self.read_bytes = 0
         self.mismatched: list[str] = []
         self.error: str | None = None
+        self.conn: sqlite3.Connection | None = None  #: ``_reader``'s, taken once per task
 
     def answer(self) -> tuple:
         return (
@@ -129,10 +137,11 @@ class CachedHashing:
         limit = racy_limit(self.spec.full_trust)
         args = (self.root_id, directory, low, high, limit, self.cutoff_ns)
         try:
-            conn = _reader(self.spec.path)
-            trusted = dict(conn.execute(_FETCH_TRUSTED, args))
-            due = dict(conn.execute(_FETCH_DUE, args)) if self.cutoff_ns >= 0 else {}
-        except sqlite3.Error as exc:
+            if self.conn is None:
+                self.conn = _reader(self.spec.path)
+            trusted = dict(self.conn.execute(_FETCH_TRUSTED, args))
+            due = dict(self.conn.execute(_FETCH_DUE, args)) if self.cutoff_ns >= 0 else {}
+        except (sqlite3.Error, OSError) as exc:
             self.error = str(exc)
             _drop_reader(self.spec.path)
             return {}, {}
