@@ -297,7 +297,10 @@ class _Walk:
         ignores = directory.ignores
         if options.gitignore:
             ignores = self.read_gitignore(entries, directory)
-        plain = not (excludes or ignores or self.skip_inodes or self.named or not options.hidden)
+        # parhash's own files (-o, the hash cache) cost only an inode test per file here,
+        # the full test when one matches: the walker's time per file bounds a run.
+        skip = self.skip_inodes
+        plain = not (excludes or ignores or self.named or not options.hidden)
         prefix = child_prefix(directory.path)
         names: list[str] = []
         records: list[FileRecord] = []
@@ -306,6 +309,12 @@ class _Walk:
             name = entry.name
             try:
                 if plain:
+                    if (
+                        skip
+                        and entry.inode() in skip
+                        and self.excluded(entry, name, directory, ignores)
+                    ):
+                        continue
                     if entry.is_file(follow_symlinks=follow):
                         names.append(name)
                         continue
