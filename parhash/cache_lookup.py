@@ -88,26 +88,29 @@ def _drop_reader(path: str) -> None:
 
 class CachedHashing:
     """One task's hashing through the cache; ``answer()`` is what goes back to the parent:
-    (rows, seen, trusted, verified, hashed, read_bytes, mismatched, error)."""
+    (rows, dirs, seen, trusted, verified, hashed, read_bytes, mismatched, error)."""
 
     def __init__(
         self,
         spec: CacheSpec,
-        key: tuple[int, int, int],
+        key: tuple[int, int, int, int],
         algos: tuple[Algorithm, ...],
         follow: bool,
         settings: HashSettings,
         named: bool,
     ) -> None:
         self.spec = spec
-        self.root_id, self.cutoff_ns, self.base_len = key
+        self.root_id, self.cutoff_ns, self.base_len, self.run = key
         self.algos = algos
         self.lengths = tuple(a.hex_length for a in algos)
         self.follow = follow
         self.settings = settings
         self.named = named
-        #: (dir, name, size, value, racy, verified_ns) of every file read.
+        #: (root, dir, name, size, value, racy, verified_ns, run) of every file read: the
+        #: writer's parameters as they are, so the parent spends no Python per row.
         self.rows: list[tuple] = []
+        #: The directories of ``rows`` (the writer makes them before the rows).
+        self.dirs: set[bytes] = set()
         #: (dir, lowest name, highest name, cached names in between not met) per group.
         self.seen: list[tuple] = []
         self.trusted = self.verified = self.hashed = self.read_bytes = 0
@@ -118,6 +121,7 @@ class CachedHashing:
     def answer(self) -> tuple:
         return (
             self.rows,
+            list(self.dirs),
             self.seen,
             self.trusted,
             self.verified,
@@ -261,7 +265,10 @@ class CachedHashing:
             name = key[1] if type(key) is tuple else key
             # verified_ns is unique per file of the group (+ its index): budgets cut the
             # stalest-first order exactly instead of at a whole group's shared time.
-            self.rows.append((directories[index], name, raw[0], value, racy(st, now), now + index))
+            directory = directories[index]
+            self.dirs.add(directory)
+            row = (self.root_id, directory, name, raw[0], value, racy(st, now), now + index)
+            self.rows.append((*row, self.run))
             self.read_bytes += raw[0]
             old = checked.get(index)
             if old is None:

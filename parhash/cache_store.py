@@ -103,8 +103,9 @@ OF_ROOT = "dir IN (SELECT id FROM dirs WHERE root = ?)"
 
 _UPSERT = (
     "INSERT OR REPLACE INTO entries(dir, name, size, value, racy, verified_ns, seen_run)"
-    " VALUES (?,?,?,?,?,?,?)"
+    f" VALUES ({DIR_ID}, ?, ?, ?, ?, ?, ?)"
 )
+_NEW_DIR = "INSERT OR IGNORE INTO dirs(root, path) VALUES (?, ?)"
 _SEEN = (
     f"UPDATE entries SET seen_run = ? WHERE dir = {DIR_ID}"
     " AND name BETWEEN ? AND ? AND seen_run <> ?"
@@ -292,9 +293,10 @@ class CacheSession:
 
     # -- roots -------------------------------------------------------------------------
 
-    def task_key(self, root: str, named: bool) -> tuple[int, int, int] | None:
-        """(root id, verification cutoff, length of the root's path prefix) for the tasks of
-        a source below ``root``; None when the cache failed (the tasks run without it)."""
+    def task_key(self, root: str, named: bool) -> tuple[int, int, int, int] | None:
+        """(root id, verification cutoff, length of the root's path prefix, this run's
+        number for the root) for the tasks of a source below ``root``; None when the
+        cache failed (the tasks run without it)."""
         key = "" if named else root
         entry = self.roots.get(key)
         if entry is None:
@@ -309,7 +311,7 @@ class CacheSession:
                 return None
             self.roots[key] = entry
             self.runs[entry.root_id] = entry.run
-        return entry.root_id, entry.cutoff_ns, entry.base_len
+        return entry.root_id, entry.cutoff_ns, entry.base_len, entry.run
 
     def _register(self, root: str, named: bool) -> _Root:
         from parhash.walk import child_prefix
@@ -364,7 +366,7 @@ class CacheSession:
 
     def absorb(self, root_id: int, answer: tuple) -> list[str]:
         """Count one task's cache answer and queue its writes; the warnings it brings."""
-        rows, seen, trusted, verified, hashed, read_bytes, mismatched, error = answer
+        rows, dirs, seen, trusted, verified, hashed, read_bytes, mismatched, error = answer
         counts = self.counts
         counts.trusted += trusted
         counts.verified += verified
@@ -381,7 +383,7 @@ class CacheSession:
         if error is not None:
             warnings.extend(self._worker_error(error))
         if (rows or seen) and not self.writer.failed:
-            self.writer.put((root_id, self.runs[root_id], rows, seen))
+            self.writer.put((root_id, self.runs[root_id], rows, dirs, seen))
         return warnings
 
     def _worker_error(self, error: str) -> list[str]:
@@ -516,15 +518,12 @@ class _Writer(threading.Thread):
     def _apply(self, items: list) -> None:
         conn = self._connection()
         with _transaction(conn):
-            dirs: dict[tuple[int, bytes], int] = {}  # ids are good for one transaction
-            for root_id, run, rows, seen in items:
+            for root_id, run, rows, dirs, seen in items:
                 if seen:
                     _mark_seen(conn, root_id, run, seen)
                 if rows:
-                    conn.executemany(
-                        _UPSERT,
-                        [(_dir_id(conn, dirs, root_id, row[0]), *row[1:], run) for row in rows],
-                    )
+                    conn.executemany(_NEW_DIR, [(root_id, path) for path in dirs])
+                    conn.executemany(_UPSERT, rows)
 
     def finish(self, timeout: float | None = None) -> sqlite3.Error | None:
         """Apply what is queued, stop, close the writer's connection; its first error.
@@ -542,17 +541,6 @@ class _Writer(threading.Thread):
         if self.conn is not None:
             self.conn.close()
         return self.error
-
-
-def _dir_id(conn: sqlite3.Connection, known: dict, root_id: int, path: bytes) -> int:
-    """The id of a root's directory, made if new (within the writer's transaction)."""
-    key = (root_id, path)
-    found = known.get(key)
-    if found is None:
-        conn.execute("INSERT OR IGNORE INTO dirs(root, path) VALUES (?, ?)", key)
-        (found,) = conn.execute("SELECT id FROM dirs WHERE root = ? AND path = ?", key).fetchone()
-        known[key] = found
-    return found
 
 
 #: Directories left without entries (after an expiry, a prune).

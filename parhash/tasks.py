@@ -63,8 +63,9 @@ class Task:
     #: 1 for a lost task's files sent again one per task (a second loss is an error record).
     attempt: int = 0
     #: With a hash cache: (root id, verification cutoff in ns, length of the root's path
-    #: prefix) from ``cache_store.CacheSession.task_key``; None: no cache for this task.
-    cache: tuple[int, int, int] | None = None
+    #: prefix, the root's run number) from ``cache_store.CacheSession.task_key``; None:
+    #: no cache for this task.
+    cache: tuple[int, int, int, int] | None = None
 
     @property
     def count(self) -> int:
