@@ -218,8 +218,10 @@ def _check_length(conn: sqlite3.Connection, path: str) -> None:
 
 
 def _remove(path: str) -> None:
+    """Delete a corrupt cache (its WAL and shared memory too); a file that cannot be
+    deleted stays, and is found corrupt again (then: no cache, one warning)."""
     for suffix in ("", "-wal", "-shm"):
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):
             os.unlink(path + suffix)
 
 
