@@ -30,6 +30,7 @@ from typing import NamedTuple
 
 import pytest
 from conftest import files_below, jsonl_records, run_cli
+from test_audit import FRESH, GROWN, ORIGINAL
 
 from parhash.cache_policy import CACHE_FILE, RACY_NS, TTL_RUNS
 from parhash.cache_store import SCHEMA_VERSION, prune
@@ -68,16 +69,7 @@ ROTATION = {
     for d in range(2)
 }
 #: Concurrency: enough files in enough directories that two processes' tasks interleave.
-BIG = {f"dir{d}": {f"file{i:03}": f"{d}/{i}\n".encode() * 20 for i in range(100)} for d in range(4)}
-AUDIT = {
-    "keep.txt": b"unchanged content\n",
-    "gone.txt": b"this file will be removed\n",
-    "grow.txt": b"short\n",
-    "rot.bin": random.Random(11).randbytes(4096),
-    "d1": {"moveme.dat": b"content that moves to another directory\n"},
-    "d2": {"stay.txt": b"stays where it is\n"},
-    "empty": b"",
-}
+BIG = {f"dir{d}": {f"file{i:03}": f"{d}/{i}\n".encode() * 9 for i in range(200)} for d in range(10)}
 TTL = {"a": b"a", "m": b"m, deleted", "z": b"z", "gone": {"x": b"in a deleted directory"}}
 
 
@@ -98,11 +90,12 @@ def twins(root: Path) -> None:
 
 #: kind: (tree spec, how many copies, what else to do before aging).
 KINDS: dict[str, tuple[dict, int, Callable[[Path], None] | None]] = {
-    "plain": (PLAIN, 26, twins),
+    "plain": (PLAIN, 40, twins),
+    # (each test takes its own copies: one sleep serves them all)
     "odd": (ODD, 2, None),
-    "rotation": (ROTATION, 4, None),
+    "rotation": (ROTATION, 10, None),
     "big": (BIG, 2, None),
-    "audit": (AUDIT, 4, None),
+    "audit": (ORIGINAL, 4, None),
     "ttl": (TTL, 2, None),
     "linked": ({}, 2, linked),
 }
@@ -485,8 +478,6 @@ def test_unusable_cache_warns_once_and_digests_stay_right(aged, tmp_path, damage
     tree, cache = aged("plain"), tmp_path / "cache"
     db = cache / CACHE_FILE
     ok(scan(cache, tree))
-    for suffix in ("-wal", "-shm"):  # as a clean last close leaves it
-        assert not Path(f"{db}{suffix}").exists() or suffix == "-shm"
     damage(db)
     damaged = db.read_bytes()
     hurt = scan(cache, tree)
@@ -709,9 +700,9 @@ def test_audit_with_cache_reports_the_classes_of_a_full_audit(aged, tmp_path):
     tree, cache = aged("audit"), tmp_path / "cache"
     _manifest(tree, cache)
     (tree / "gone.txt").unlink()
-    (tree / "grow.txt").write_bytes(b"this file is now much longer than it was\n")
+    (tree / "grow.txt").write_bytes(GROWN)
     os.rename(tree / "d1" / "moveme.dat", tree / "d2" / "moved.dat")
-    (tree / "fresh.txt").write_bytes(b"a file that was not there\n")
+    (tree / "fresh.txt").write_bytes(FRESH)
     assert _classes(tree) == AUDIT_CLASSES
     assert _classes(tree, "--cache-dir", cache) == AUDIT_CLASSES
     assert _classes(tree, "--cache-dir", cache) == AUDIT_CLASSES  # now from the cache
@@ -879,3 +870,145 @@ def test_many_roots_in_one_run_keep_the_cache(tmp_path):
         assert digests(result) == want
         assert warnings(result) == [], result.stderr
         assert len(cache_rows(cache)) == len(want)
+
+
+# -- what else a key or a hit depends on --------------------------------------------------
+
+
+def test_entries_are_kept_per_algorithm(aged, tmp_path):
+    """An entry answers only for the algorithms it was hashed with."""
+    tree, cache = aged("plain"), tmp_path / "cache"
+    ok(scan(cache, tree))
+    result = run_cli("scan", "-a", "md5", "-z", "-j2", "--cache-dir", cache, tree)
+    ok(result)
+    want = {path: hashlib.md5(data).hexdigest() for path, data in _contents(tree).items()}
+    assert digests(result) == want
+    assert counts(result) == Counts(0, 0, len(want))
+    assert counts(scan(cache, tree)) == Counts(len(want), 0, 0)  # sha256's stayed
+
+
+def _contents(tree: Path) -> dict[bytes, bytes]:
+    return {os.path.join(key(tree), rel): data for rel, data in files_below(tree).items()}
+
+
+@pytest.mark.parametrize("option", [("--min-size", "100"), ("--max-size", "10")])
+def test_size_filters_apply_to_hits_as_to_reads(aged, tmp_path, option):
+    tree, cache = aged("plain"), tmp_path / "cache"
+    ok(scan(cache, tree))
+    hits = scan(cache, *option, tree)
+    without = scan(None, *option, tree)
+    ok(hits), ok(without)
+    assert digests(hits) == digests(without)
+    limit = int(option[1])
+    keep = (lambda n: n >= limit) if option[0] == "--min-size" else (lambda n: n <= limit)
+    want = {p: sha(d) for p, d in _contents(tree).items() if keep(len(d))}
+    assert digests(hits) == want and 0 < len(want) < len(expected(tree))
+
+
+def test_root_named_through_a_symlink_shares_the_entries(aged, tmp_path):
+    """The root's key is its real path: the same tree by another name is trusted, and
+    the records carry the name given."""
+    tree, cache = aged("plain"), tmp_path / "cache"
+    ok(scan(cache, tree))
+    (tmp_path / "alias").symlink_to(tree)
+    result = scan(cache, tmp_path / "alias")
+    ok(result)
+    assert counts(result) == Counts(len(expected(tree)), 0, 0)
+    assert digests(result) == expected(tmp_path / "alias")
+
+
+def test_followed_symlink_pointed_elsewhere_is_read_again(aged, tmp_path):
+    """-L: a link re-pointed to another file of the same size and mtime (twin1 to twin2)
+    has a new inode behind it: read again."""
+    tree, cache = aged("plain"), tmp_path / "cache"
+    (tree / "link").symlink_to("twin1")
+    ok(scan(cache, "-L", tree))
+    (tree / "link").unlink()
+    (tree / "link").symlink_to("twin2")
+    result = scan(cache, "-L", tree)
+    ok(result)
+    assert digests(result)[key(tree / "link")] == sha((tree / "twin2").read_bytes())
+    assert digests(result) == {**expected(tree), key(tree / "link"): sha(b"other twin\n")}
+
+
+def test_directory_renamed_is_read_under_its_new_names(aged, tmp_path):
+    tree, cache = aged("plain"), tmp_path / "cache"
+    ok(scan(cache, tree))
+    os.rename(tree / "sub", tree / "moved")
+    result = scan(cache, tree)
+    ok(result)
+    assert digests(result) == expected(tree)
+    assert counts(result) == Counts(len(expected(tree)) - 2, 0, 2)
+
+
+@pytest.mark.parametrize(
+    "budget, verified",
+    [("100%", "all"), ("10m", "all"), ("1G", "all"), ("0%", "none"), ("0", "none")],
+)
+def test_budget_bounds(aged, tmp_path, budget, verified):
+    """A budget larger than the tree (a duration at the assumed first-run rate, a size)
+    re-reads every hit; a zero budget none."""
+    tree, cache = aged("rotation"), tmp_path / "cache"
+    ok(scan(cache, tree))
+    result = scan(cache, "--verify-budget", budget, tree)
+    ok(result)
+    assert digests(result) == expected(tree)
+    n = ROTATION_FILES
+    assert counts(result) == (Counts(0, n, 0) if verified == "all" else Counts(n, 0, 0))
+
+
+def test_single_file_arguments_through_the_cache(aged, tmp_path):
+    tree, cache = aged("plain"), tmp_path / "cache"
+    files = [tree / "alpha.txt", tree / "sub" / "delta.txt"]
+    ok(scan(cache, *files))
+    result = scan(cache, *files)
+    ok(result)
+    assert digests(result) == {key(f): sha(f.read_bytes()) for f in files}
+    assert counts(result) == Counts(2, 0, 0)
+
+
+# -- two first runs at once ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("after", [0, 1, 2, 3])
+def test_cache_created_by_another_process_midway_is_accepted(tmp_path, monkeypatch, after):
+    """Two first runs at once: the other process creates the cache (all of
+    ``cache_store.connect``) between two statements of ours, after each possible number
+    of them. Reading the schema apart used to see its tables without its application_id:
+    "not a parhash cache" (2 runs in 120 when three first runs start together). In
+    process, because only a hook between statements makes every interleaving happen."""
+    from parhash import cache_store
+
+    path = str(tmp_path / CACHE_FILE)
+    original = sqlite3.connect
+    notes = []
+
+    class Interleaved(sqlite3.Connection):
+        statements = 0
+
+        def _between(self) -> None:
+            if self.statements == after:
+                other, note = cache_store.connect(path)
+                other.close()
+                notes.append(note)
+            self.statements += 1
+
+        def execute(self, *args):
+            self._between()
+            return super().execute(*args)
+
+        def executescript(self, *args):
+            self._between()
+            return super().executescript(*args)
+
+    def connect(*args, **kwargs):
+        monkeypatch.setattr(sqlite3, "connect", original)  # the other one is plain
+        return original(*args, factory=Interleaved, **kwargs)
+
+    monkeypatch.setattr(sqlite3, "connect", connect)
+    conn, note = cache_store.connect(path)
+    try:
+        assert conn.execute("SELECT count(*) FROM entries").fetchone() == (0,)
+    finally:
+        conn.close()
+    assert note is None and notes == [None]
