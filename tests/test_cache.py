@@ -327,6 +327,9 @@ def test_file_hashed_within_the_racy_window_is_read_again(tmp_path):
     (tree / "fresh").write_bytes(b"just written")
     os.utime(tree / "fresh", ns=(1_600_000_000 * 10**9,) * 2)
     ok(scan(cache, tree))
+    (hashed_ns,) = _hashed_ns(cache)
+    # The premise: hashed within the window (typically 0.3 s after the write).
+    assert hashed_ns - (tree / "fresh").stat().st_ctime_ns < RACY_NS, "first run too late"
     second, opened = traced_scan(cache, tree, tmp_path / "strace.log")
     ok(second)
     assert counts(second) == Counts(0, 0, 1)
@@ -334,14 +337,31 @@ def test_file_hashed_within_the_racy_window_is_read_again(tmp_path):
     assert digests(second) == {key(tree / "fresh"): sha(b"just written")}
 
 
-def test_same_second_rewrite_keeping_size_and_mtime_is_seen(tmp_path):
+def _hashed_ns(cache: Path) -> list[int]:
+    uri = f"file:{cache / CACHE_FILE}?mode=ro"
+    conn = sqlite3.connect(uri, uri=True)
+    try:
+        return [row[0] for row in conn.execute("SELECT hashed_ns FROM entries")]
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("ahead_s", [0, 60], ids=["same-second", "mtime-in-the-future"])
+def test_same_second_rewrite_keeping_size_and_mtime_is_seen(tmp_path, ahead_s):
     """Written, hashed, then rewritten within the timestamp's granularity (same size,
     same mtime): stat cannot tell, so the racy rule must make the next run read it.
-    Relaxed trust ignores the ctime, so the digest printed is the only witness."""
+    Relaxed trust ignores the ctime, so the digest printed is the only witness. An mtime
+    in the future is racy too, until it is 2 s in the past."""
     tree, cache = tmp_path / "tree", tmp_path / "cache"
     tree.mkdir()
     (tree / "racy").write_bytes(b"version one")
+    mtime = time.time_ns() + ahead_s * 10**9
+    os.utime(tree / "racy", ns=(mtime, mtime))
     ok(scan(cache, *RELAXED, tree))
+    (hashed_ns,) = _hashed_ns(cache)
+    # The premise: hashed after the mtime (typically 0.3 s) but within the window. A
+    # machine 6x slower than usual fails here, saying so, instead of passing wrongly.
+    assert (hashed_ns >= mtime or ahead_s) and hashed_ns - mtime < RACY_NS, "first run late"
     new = rewrite_keeping_stat(tree / "racy")
     second = scan(cache, *RELAXED, tree)
     ok(second)
