@@ -343,10 +343,11 @@ def fill_while_racy(cache: Path, path: Path, mtime_ns: int | None, *args: str) -
 
 
 def _hashed_ns(cache: Path) -> list[int]:
+    """When each entry was hashed: a first read's verification time (its last full read)."""
     uri = f"file:{cache / CACHE_FILE}?mode=ro"
     conn = sqlite3.connect(uri, uri=True)
     try:
-        return [row[0] for row in conn.execute("SELECT hashed_ns FROM entries")]
+        return [row[0] for row in conn.execute("SELECT verified_ns FROM entries")]
     finally:
         conn.close()
 
@@ -1002,27 +1003,31 @@ def test_single_file_arguments_through_the_cache(aged, tmp_path):
 # -- two first runs at once ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("after", [0, 1, 2, 3])
+@pytest.mark.parametrize("after", range(12))
 def test_cache_created_by_another_process_midway_is_accepted(tmp_path, monkeypatch, after):
     """Two first runs at once: the other process creates the cache (all of
-    ``cache_store.connect``) between two statements of ours, after each possible number
-    of them. Reading the schema apart used to see its tables without its application_id:
-    "not a parhash cache" (2 runs in 120 when three first runs start together). In
-    process, because only a hook between statements makes every interleaving happen."""
+    ``cache_store.connect``) between two statements of ours outside a transaction (inside
+    one, our lock would make it wait), after each possible number of them. Reading the
+    header apart used to see its tables without its application_id: "not a parhash
+    cache" (2 runs in 120 when three first runs start together). In process, because
+    only a hook between statements makes every interleaving happen."""
     from parhash import cache_store
 
     path = str(tmp_path / CACHE_FILE)
     original = sqlite3.connect
     notes = []
 
+    def other_opens() -> None:
+        other, note = cache_store.connect(path)
+        other.close()
+        notes.append(note)
+
     class Interleaved(sqlite3.Connection):
         statements = 0
 
         def _between(self) -> None:
-            if self.statements == after:
-                other, note = cache_store.connect(path)
-                other.close()
-                notes.append(note)
+            if self.statements >= after and not self.in_transaction and not notes:
+                other_opens()
             self.statements += 1
 
         def execute(self, *args):
@@ -1040,6 +1045,8 @@ def test_cache_created_by_another_process_midway_is_accepted(tmp_path, monkeypat
     monkeypatch.setattr(sqlite3, "connect", connect)
     conn, note = cache_store.connect(path)
     try:
+        if not notes:  # ours had fewer statements: the other opens after
+            other_opens()
         assert conn.execute("SELECT count(*) FROM entries").fetchone() == (0,)
     finally:
         conn.close()
