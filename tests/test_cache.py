@@ -71,6 +71,8 @@ ROTATION = {
 #: Concurrency: enough files in enough directories that two processes' tasks interleave.
 BIG = {f"dir{d}": {f"file{i:03}": f"{d}/{i}\n".encode() * 9 for i in range(200)} for d in range(10)}
 TTL = {"a": b"a", "m": b"m, deleted", "z": b"z", "gone": {"x": b"in a deleted directory"}}
+#: One directory whose deletions leave many names out of its seen range.
+SPARSE = {"dir": {f"n{i:04}": b"%d" % i for i in range(600)}}
 
 
 def linked(root: Path) -> None:
@@ -97,6 +99,7 @@ KINDS: dict[str, tuple[dict, int, Callable[[Path], None] | None]] = {
     "big": (BIG, 2, None),
     "audit": (ORIGINAL, 4, None),
     "ttl": (TTL, 2, None),
+    "sparse": (SPARSE, 2, None),
     "linked": ({}, 2, linked),
 }
 
@@ -975,15 +978,23 @@ def test_directory_renamed_is_read_under_its_new_names(aged, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "budget, verified",
-    [("100%", "all"), ("10m", "all"), ("1G", "all"), ("0%", "none"), ("0", "none")],
+    "option, verified",
+    [
+        (("--verify-budget", "100%"), "all"),
+        (("--verify-budget", "10m"), "all"),
+        (("--verify-budget", "1G"), "all"),
+        (("--verify-max-age", "0"), "all"),
+        (("--verify-budget", "0%"), "none"),
+        (("--verify-budget", "0"), "none"),
+        (("--verify-max-age", "1h"), "none"),
+    ],
 )
-def test_budget_bounds(aged, tmp_path, budget, verified):
+def test_budget_bounds(aged, tmp_path, option, verified):
     """A budget larger than the tree (a duration at the assumed first-run rate, a size)
-    re-reads every hit; a zero budget none."""
+    re-reads every hit, and so does a maximum age of 0; a zero budget none."""
     tree, cache = aged("rotation"), tmp_path / "cache"
     ok(scan(cache, tree))
-    result = scan(cache, "--verify-budget", budget, tree)
+    result = scan(cache, *option, tree)
     ok(result)
     assert digests(result) == expected(tree)
     n = ROTATION_FILES
@@ -1051,3 +1062,34 @@ def test_cache_created_by_another_process_midway_is_accepted(tmp_path, monkeypat
     finally:
         conn.close()
     assert note is None and notes == [None]
+
+
+@pytest.mark.parametrize("deleted", [50, 299], ids=["few-gaps", "many-gaps"])
+def test_deleted_names_inside_a_seen_range_are_not_marked_seen(aged, tmp_path, deleted):
+    """A directory's hits are marked seen by one range (its lowest to highest name) minus
+    the cached names it no longer holds: inline for a few, through a temporary table for
+    many (``cache_store.MAX_INLINE_NAMES``). Every other name of 600 deleted, up to
+    ``deleted`` of them, all inside the range."""
+    tree, cache = aged("sparse"), tmp_path / "cache"
+    ok(scan(cache, tree))
+    gone = {b"dir/n%04d" % i for i in range(1, 2 * deleted + 1, 2)}
+    for name in gone:
+        os.unlink(os.path.join(key(tree), name))
+    result = scan(cache, tree)
+    ok(result)
+    assert digests(result) == expected(tree)
+    assert counts(result) == Counts(600 - deleted, 0, 0)
+    seen = _names(cache)
+    assert len(seen) == 600
+    assert {name for name, run in seen.items() if run == 1} == gone
+
+
+def test_cache_dir_inside_the_tree_is_not_hashed(aged, tmp_path):
+    tree = aged("plain")
+    want = expected(tree)
+    for run in range(2):
+        result = scan(tree / ".cache", tree)
+        ok(result)
+        assert digests(result) == want
+        assert counts(result) == (Counts(0, 0, len(want)) if run == 0 else Counts(len(want), 0, 0))
+    assert (tree / ".cache" / CACHE_FILE).is_file()
