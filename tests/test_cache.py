@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pytest
-from conftest import files_below, jsonl_records, run_cli
+from conftest import CliResult, files_below, jsonl_records, run_cli, write_tree
 from test_audit import FRESH, GROWN, ORIGINAL
 
 from parhash.cache_policy import CACHE_FILE, RACY_NS, TTL_RUNS
@@ -41,8 +41,8 @@ ALGO = "sha256"
 #: Generous: the machine has two cores shared by several suites; this only detects hangs.
 HANG_S = 120
 #: A run against a cache locked forever waits ``cache_store.OPEN_TIMEOUT_S`` (5 s) once,
-#: then goes without it (measured 5.4 s here); it used to wait 30 s per task and again at
-#: the end (121 s for 3 files). Generous, and still far below the old behaviour.
+#: then goes without it (measured 5.4 s and 6.3 s here); before 17b0987 it waited 30 s per
+#: task and again at the end (121 s for 3 files). Generous, still far below that.
 LOCKED_DEADLINE_S = 40
 
 PLAIN: dict[str | bytes, bytes | dict] = {
@@ -77,8 +77,6 @@ SPARSE = {"dir": {f"n{i:04}": b"%d" % i for i in range(600)}}
 
 def linked(root: Path) -> None:
     """Three names of one inode (nlink 3) and a lone file."""
-    from conftest import write_tree
-
     write_tree(root, {"orig": b"shared by three names\n", "lone": b"lone\n", "sub": {}})
     os.link(root / "orig", root / "sub" / "link1")
     os.link(root / "orig", root / "link2")
@@ -90,10 +88,10 @@ def twins(root: Path) -> None:
         os.utime(root / name, ns=(mtime, mtime))
 
 
-#: kind: (tree spec, how many copies, what else to do before aging).
+#: kind: (tree spec, how many copies, what else to do before aging). Each test takes its
+#: own copies, made before the one sleep that ages them all.
 KINDS: dict[str, tuple[dict, int, Callable[[Path], None] | None]] = {
     "plain": (PLAIN, 40, twins),
-    # (each test takes its own copies: one sleep serves them all)
     "odd": (ODD, 2, None),
     "rotation": (ROTATION, 10, None),
     "big": (BIG, 2, None),
@@ -108,8 +106,6 @@ KINDS: dict[str, tuple[dict, int, Callable[[Path], None] | None]] = {
 def aged(tmp_path_factory) -> Callable[[str], Path]:
     """``aged(kind)``: a fresh tree of that kind whose every mtime and ctime is more than
     RACY_NS old, so that an entry hashed now is trusted on the next run."""
-    from conftest import write_tree
-
     base = tmp_path_factory.mktemp("aged")
     pool: dict[str, list[Path]] = {}
     for kind, (spec, copies, extra) in KINDS.items():
@@ -216,14 +212,12 @@ def cache_rows(cache: Path) -> list[tuple[bytes, bytes, int]]:
         conn.close()
 
 
-def traced_scan(cache: Path, tree: Path, log: Path, *args: str) -> tuple[object, set[bytes]]:
+def traced_scan(cache: Path, tree: Path, log: Path, *args: str) -> tuple[CliResult, set[bytes]]:
     """A scan under ``strace -f -e trace=openat``: its result, and the files below
     ``tree`` that any of its processes opened (directories excluded)."""
     command = ["strace", "-f", "-qq", "-e", "trace=open,openat", "-o", str(log)]
     command += scan_command(cache, *args, tree)
     proc = subprocess.run(command, capture_output=True, timeout=HANG_S)
-    from conftest import CliResult
-
     result = CliResult(proc.returncode, proc.stdout, proc.stderr.decode("utf-8", "replace"))
     names = {os.path.basename(p) for p in expected(tree)}
     opened = set()
@@ -894,8 +888,6 @@ def test_many_roots_in_one_run_keep_the_cache(tmp_path):
     same connection: "cannot start a transaction within a transaction" used to drop the
     cache for the rest of the run in about 4 runs of 5 of this shape. Three runs, each
     with a new cache, must all keep it and store an entry for every file."""
-    from conftest import write_tree
-
     spec = {f"d{d}": {f"f{i}": f"{d}.{i}".encode() for i in range(60)} for d in range(10)}
     roots = [write_tree(tmp_path / f"root{r:02}", spec) for r in range(16)]
     want = {path: digest for root in roots for path, digest in expected(root).items()}
