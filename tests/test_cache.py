@@ -203,11 +203,14 @@ def one_warning(result, *words: str) -> str:
 
 
 def cache_rows(cache: Path) -> list[tuple[bytes, bytes, int]]:
-    """(dir, name, seen_run) of every entry, read with sqlite3 directly."""
+    """(directory relative to its root, name, seen_run) of every entry, read with sqlite3
+    directly (``cache_store._SCHEMA``)."""
     uri = f"file:{cache / CACHE_FILE}?mode=ro"
     conn = sqlite3.connect(uri, uri=True)
     try:
-        return conn.execute("SELECT dir, name, seen_run FROM entries").fetchall()
+        return conn.execute(
+            "SELECT d.path, e.name, e.seen_run FROM entries e JOIN dirs d ON d.id = e.dir"
+        ).fetchall()
     finally:
         conn.close()
 
