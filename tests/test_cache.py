@@ -20,6 +20,7 @@ import os
 import random
 import re
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -1088,3 +1089,41 @@ def test_cache_dir_inside_the_tree_is_not_hashed(aged, tmp_path):
         assert digests(result) == want
         assert counts(result) == (Counts(0, 0, len(want)) if run == 0 else Counts(len(want), 0, 0))
     assert (tree / ".cache" / CACHE_FILE).is_file()
+
+
+# -- a run that does not finish -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "signum", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=["INT", "TERM", "KILL"]
+)
+def test_run_killed_midway_leaves_a_usable_cache(tmp_path, signum):
+    """The parent stopped after its first records (the writer busy with the first
+    answers): the cache passes integrity_check, the next run through it prints the
+    right digests with no warning, and one after it stores every file."""
+    spec = {f"d{d:02}": {f"f{i:03}": b"%d/%d\n" % (d, i) for i in range(100)} for d in range(40)}
+    tree, cache = write_tree(tmp_path / "tree", spec), tmp_path / "cache"
+    want = expected(tree)
+    proc = subprocess.Popen(
+        scan_command(cache, tree, jobs="2"), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        assert proc.stdout.read(1)  # records are flowing
+        proc.send_signal(signum)
+        _out, err = proc.communicate(timeout=HANG_S)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert b"Traceback" not in err, err.decode()
+    assert proc.returncode not in (0, 1), proc.returncode  # stopped, not finished
+    conn = sqlite3.connect(cache / CACHE_FILE)
+    try:
+        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    finally:
+        conn.close()
+    for _ in range(2):
+        after = scan(cache, tree)
+        ok(after)
+        assert digests(after) == want
+        assert warnings(after) == [], after.stderr
+    assert len(cache_rows(cache)) == len(want)
