@@ -1127,3 +1127,36 @@ def test_run_killed_midway_leaves_a_usable_cache(tmp_path, signum):
         assert digests(after) == want
         assert warnings(after) == [], after.stderr
     assert len(cache_rows(cache)) == len(want)
+
+
+def test_worker_killed_midway_counts_and_stores_each_file_once(tmp_path):
+    """A worker SIGKILLed while reading a big file: its task runs again elsewhere. Every
+    file is printed once with its right digest, the summary counts each file once (no
+    answer of the dead task was absorbed twice), and the cache is intact."""
+    from test_processes import files_open_by_workers, kill_group, make_slow_tree, start, wait_for
+
+    tree, cache = (
+        make_slow_tree(tmp_path / "tree", small=100, big=4, big_size=128 << 20),
+        (tmp_path / "cache"),
+    )
+    out, err = tmp_path / "out", tmp_path / "err"
+    with open(out, "wb") as stdout, open(err, "wb") as stderr:
+        proc = start(scan_command(cache, tree)[3:], stdout=stdout, stderr=stderr)
+    try:
+        busy = wait_for(lambda: files_open_by_workers(proc.pid, proc.pid, str(tree / "z")), 30)
+        assert busy, "no worker started on a big file"
+        os.kill(min(busy), signal.SIGKILL)
+        proc.wait(timeout=HANG_S)
+    finally:
+        kill_group(proc)
+    result = CliResult(proc.returncode, out.read_bytes(), err.read_text(errors="replace"))
+    ok(result)
+    want = expected(tree)
+    assert sorted(result.stdout.split(b"\0")[:-1]) == sorted(
+        b"%s  %s" % (digest.encode(), path) for path, digest in want.items()
+    )  # each path exactly once
+    assert counts(result) == Counts(0, 0, len(want))
+    assert len(cache_rows(cache)) == len(want)
+    again = scan(cache, tree)
+    ok(again)
+    assert digests(again) == want
