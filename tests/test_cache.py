@@ -1135,10 +1135,8 @@ def test_worker_killed_midway_counts_and_stores_each_file_once(tmp_path):
     answer of the dead task was absorbed twice), and the cache is intact."""
     from test_processes import files_open_by_workers, kill_group, make_slow_tree, start, wait_for
 
-    tree, cache = (
-        make_slow_tree(tmp_path / "tree", small=100, big=4, big_size=128 << 20),
-        (tmp_path / "cache"),
-    )
+    tree = make_slow_tree(tmp_path / "tree", small=100, big=4, big_size=128 << 20)
+    cache = tmp_path / "cache"
     out, err = tmp_path / "out", tmp_path / "err"
     with open(out, "wb") as stdout, open(err, "wb") as stderr:
         proc = start(scan_command(cache, tree)[3:], stdout=stdout, stderr=stderr)
