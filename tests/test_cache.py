@@ -1158,3 +1158,32 @@ def test_worker_killed_midway_counts_and_stores_each_file_once(tmp_path):
     again = scan(cache, tree)
     ok(again)
     assert digests(again) == want
+
+
+# -- upkeep (in process until ``parhash cache`` is on main) -------------------------------
+
+
+def test_stats_and_clear_describe_and_empty_the_cache(aged, tmp_path):
+    from parhash.cache_store import clear, stats
+
+    tree, cache = aged("plain"), tmp_path / "cache"
+    db = str(cache / CACHE_FILE)
+    before = time.time_ns()
+    for algo in ("sha256", "md5"):
+        ok(run_cli("scan", "-a", algo, "-j2", "--cache-dir", cache, tree))
+    want = files_below(tree)
+    found = stats(db)
+    assert found.size_on_disk > 0 and found.entries == 2 * len(want)
+    assert sorted((r.path, r.algos) for r in found.roots) == [
+        (os.path.realpath(tree), "md5"),
+        (os.path.realpath(tree), "sha256"),
+    ]
+    for root in found.roots:
+        assert (root.runs, root.entries) == (1, len(want))
+        assert root.nbytes == sum(len(data) for data in want.values())
+        assert before <= root.oldest_verified_ns <= time.time_ns()
+    assert clear(db) == 2 * len(want)
+    assert stats(db).entries == 0
+    after = scan(cache, tree)
+    ok(after)
+    assert counts(after) == Counts(0, 0, len(want))
