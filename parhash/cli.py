@@ -948,3 +948,128 @@ def run_audit(
 
 def _notify(message: str) -> None:
     err(f"parhash: {message}")
+
+
+# -- parhash cache stats | prune | clear ---------------------------------------------------
+
+CACHE_EXIT_HELP = exit_status_help(
+    {
+        0: "done (also when there is no cache yet)",
+        1: "not used",
+        2: "usage error, or the cache cannot be used (corrupt, written by a newer parhash, "
+        "locked by another process)",
+    }
+)
+CACHE_EPILOG = (
+    examples(
+        "parhash cache stats",
+        "parhash cache stats -f json | jq '.roots[] | {path, oldest_verification_age_s}'",
+        "parhash cache prune --cache-dir /var/cache/parhash",
+        "PARHASH_CACHE_DIR=/srv/.parhash-cache parhash cache clear",
+    )
+    + "stats -f json keys: cache, exists, size_on_disk, entries, roots (path, entries, bytes, "
+    "runs, last_run_ns, last_run_age_s, oldest_verified_ns, oldest_verification_age_s).\n\n"
+    + CACHE_EXIT_HELP
+)
+
+cache_app = typer.Typer(
+    name="cache",
+    cls=Group,
+    help="Look after the hash cache that --cache fills: statistics, expiry, emptying.\n\n"
+    + CACHE_EXIT_HELP,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(cache_app, short_help="Show, prune or clear the hash cache.")
+
+UpkeepCacheDir = Annotated[
+    Optional[str],
+    typer.Option(
+        "--cache-dir",
+        metavar="DIR",
+        help="The cache's directory, as for scan and audit (default: $PARHASH_CACHE_DIR, "
+        "else $XDG_CACHE_HOME/parhash, else ~/.cache/parhash).",
+        show_default=False,
+    ),
+]
+
+
+class StatsFormat(str, Enum):
+    human = "human"
+    json = "json"
+
+
+@cache_app.command("stats", cls=Command, epilog=CACHE_EPILOG, short_help="What the cache holds.")
+def cache_stats(
+    cache_dir: UpkeepCacheDir = None,
+    fmt: Annotated[
+        StatsFormat, typer.Option("--format", "-f", metavar="FMT", help="human or json.")
+    ] = StatsFormat.human,
+) -> None:
+    """Show the cache file, its size on disk and, per root, its entries, the bytes they
+    cover, its runs, its last run and its oldest verification by a full read."""
+    from parhash.commands import cache as command
+
+    path = command.cache_file(cache_dir)
+
+    def show(outputs: Outputs) -> None:
+        found = command.stats(path)
+        render = command.render_json if fmt is StatsFormat.json else command.render_human
+        outputs.stdout().write(render(path, found).encode("utf-8", "surrogateescape"))
+
+    raise typer.Exit(int(run_cache(show)))
+
+
+@cache_app.command(
+    "prune", cls=Command, epilog=CACHE_EPILOG, short_help="Drop entries no run sees any more."
+)
+def cache_prune(cache_dir: UpkeepCacheDir = None) -> None:
+    """Drop now the entries not seen for 20 runs of their root (every complete run does
+    it for its own roots), then give the space back."""
+    from parhash.cache_policy import TTL_RUNS
+    from parhash.commands import cache as command
+
+    path = command.cache_file(cache_dir)
+
+    def prune(outputs: Outputs) -> None:
+        dropped = command.prune(path)
+        note = f"not seen for {TTL_RUNS} runs of their root"
+        _cache_line(outputs, f"dropped {plural_entries(dropped)} {note}: {sanitize(path)}")
+
+    raise typer.Exit(int(run_cache(prune)))
+
+
+@cache_app.command("clear", cls=Command, epilog=CACHE_EPILOG, short_help="Empty the cache.")
+def cache_clear(cache_dir: UpkeepCacheDir = None) -> None:
+    """Empty the cache (the next run of each root hashes everything again)."""
+    from parhash.commands import cache as command
+
+    path = command.cache_file(cache_dir)
+
+    def clear(outputs: Outputs) -> None:
+        dropped = command.clear(path)
+        _cache_line(outputs, f"dropped {plural_entries(dropped)}: {sanitize(path)} is empty")
+
+    raise typer.Exit(int(run_cache(clear)))
+
+
+def plural_entries(count: int) -> str:
+    from parhash.output import plural
+
+    return plural(count, "entry", "entries")
+
+
+def _cache_line(outputs: Outputs, line: str) -> None:
+    outputs.stdout().write((line + "\n").encode("utf-8", "surrogateescape"))
+
+
+def run_cache(action: Callable[[Outputs], None]) -> ExitCode:
+    """A cache upkeep command, its answer on stdout; see ``guarded`` (an unusable cache is
+    a ``FatalError``: one line, exit 2)."""
+
+    def body(outputs: Outputs) -> ExitCode:
+        action(outputs)
+        return ExitCode.OK
+
+    return guarded(body)
