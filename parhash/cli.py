@@ -15,7 +15,6 @@ import os
 import signal
 import sys
 import threading
-import time
 from collections.abc import Callable
 from enum import Enum
 from typing import TYPE_CHECKING, Annotated, Optional
@@ -573,6 +572,8 @@ def print_summary(summary) -> None:
         + _skipped_note(len(summary.skipped_mounts))
     )
     if cache is not None:
+        from parhash.progress import cache_note
+
         err(f"parhash: cache: {cache_note(cache)}")
     if not errors_scrolled_away(summary):
         return
@@ -581,25 +582,6 @@ def print_summary(summary) -> None:
     hidden = summary.errors - len(summary.first_errors)
     if hidden > 0:
         err(f"  and {hidden:,} more; see --format jsonl")
-
-
-def cache_note(counts) -> str:
-    """What the hash cache did, in words (the summary's second line, audit's too)."""
-    from parhash.output import plural
-    from parhash.progress import human_age
-
-    if not counts.available:
-        return "not used (see the warning above)"
-    text = (
-        f"{counts.trusted:,} trusted, {counts.verified:,} verified by a full read, "
-        f"{counts.hashed:,} new or changed read"
-    )
-    if counts.mismatched:
-        text += f", {plural(counts.mismatched, 'file')} whose content changed unseen"
-    if counts.stalest_ns is not None:
-        age = max(0.0, (time.time_ns() - counts.stalest_ns) / 1e9)
-        text += f"; stalest verification {human_age(age)} ago"
-    return text
 
 
 def errors_scrolled_away(summary) -> bool:
