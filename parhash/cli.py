@@ -461,13 +461,18 @@ def _set_color(choice: str) -> None:
     set_color(choice)
 
 
-def guarded(body: Callable[[Outputs], ExitCode]) -> ExitCode:
+def guarded(
+    body: Callable[[Outputs], ExitCode], finish: Callable[[ExitCode], ExitCode] | None = None
+) -> ExitCode:
     """Run a command body and turn every way it can end into one exit code.
 
     The one place that maps interrupts, a closed pipe, write errors and fatal errors to
     exit codes, and that drops unfinished output files, for every command. Running out of
     a resource (memory, threads, descriptors, TMPDIR space) is a fatal error with one line,
     not a bug: exit 2, and data that was already complete is kept.
+
+    ``finish`` (audit's ``--metrics``) is told the exit code once everything else is
+    settled, on every way out but a bug, and returns the code to exit with.
     """
     from parhash.commands.outputs import Outputs
     from parhash.output import OutputError
@@ -481,6 +486,8 @@ def guarded(body: Callable[[Outputs], ExitCode]) -> ExitCode:
         if _pending is not None:  # a signal whose exception a finalizer swallowed
             raise Interrupted(_pending)
         outputs.commit()
+        if finish is not None:
+            code = finish(code)
         _settled = True
         return code
     except KeyboardInterrupt:
@@ -500,6 +507,9 @@ def guarded(body: Callable[[Outputs], ExitCode]) -> ExitCode:
             raise  # a bug: main() says so (exit 70); or the traceback was asked for
         code = _fatal(f"error: {message}", outputs if outputs.complete else None)
     outputs.abort()
+    if finish is not None:
+        with contextlib.suppress(Interrupted, KeyboardInterrupt):  # a second signal
+            code = finish(code)
     _settled = True
     if code is ExitCode.FATAL and threading.active_count() > 1:
         # A thread of ours (the writer, inside SQLite) may still run: interpreter
@@ -864,6 +874,18 @@ def audit(
     cache_trust: CacheTrust = None,
     verify_budget: VerifyBudget = None,
     verify_max_age: VerifyMaxAge = None,
+    metrics: Annotated[
+        Optional[str],
+        typer.Option(
+            "--metrics",
+            metavar="FILE",
+            help="Then write the run's outcome to FILE (atomically, mode 0644) in the "
+            "Prometheus text format, for node_exporter's textfile collector: files per "
+            "class, files and bytes read, cache counts, duration, exit code, and "
+            "parhash_audit_last_success_timestamp_seconds (kept as it was when a run fails).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Compare a tree with a saved manifest and report exactly what changed.
 
@@ -901,7 +923,9 @@ def audit(
         selection=overrides,
         cache=_cache_options(cache, cache_dir, cache_trust, verify_budget, verify_max_age),
     )
-    raise typer.Exit(int(run_audit(manifest, root, options, progress=progress)))
+    if metrics == "-":
+        raise typer.BadParameter("needs a file (stdout carries the report)", param_hint="--metrics")
+    raise typer.Exit(int(run_audit(manifest, root, options, progress=progress, metrics=metrics)))
 
 
 def _on_command_line(ctx: typer.Context, name: str) -> bool:
@@ -912,20 +936,38 @@ def _on_command_line(ctx: typer.Context, name: str) -> bool:
 
 
 def run_audit(
-    manifest: str, root: str | None, options: AuditOptions, *, progress: bool | None
+    manifest: str,
+    root: str | None,
+    options: AuditOptions,
+    *,
+    progress: bool | None,
+    metrics: str | None = None,
 ) -> ExitCode:
-    """An audit (``commands.audit``), its report on stdout; see ``guarded``."""
+    """An audit (``commands.audit``), its report on stdout; with ``metrics``, the run's
+    outcome written there at the end (``parhash.metrics``), a failed run's too; see
+    ``guarded``."""
     from parhash.commands import audit as command
     from parhash.progress import make_progress
 
+    written = None
+    if metrics is not None:
+        from parhash.metrics import AuditMetrics
+
+        written = AuditMetrics.for_manifest(metrics, manifest)
+
     def body(outputs: Outputs) -> ExitCode:
+        if written is not None:
+            written.check()
         bar = functools.partial(make_progress, progress, options.quiet)
         result = command.run(
             manifest, root, options, outputs.stdout(), outputs, progress=bar, notify=_notify
         )
+        if written is not None:
+            written.result = result
         return result.exit_code
 
-    return guarded(body)
+    finish = None if written is None else functools.partial(written.finish, warn=_notify)
+    return guarded(body, finish)
 
 
 def _notify(message: str) -> None:
