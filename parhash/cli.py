@@ -180,6 +180,7 @@ SCAN_EPILOG = (
         "find . -newer stamp -type f -print0 | parhash scan --files-from - -0",
         "parhash scan -a sha256,xxh3 --tag src    # two digests, one read",
         "curl -s https://example.org/x.iso | parhash scan - -a sha256",
+        "parhash scan /srv --cache -f jsonl -o srv.jsonl   # re-runs read only what changed",
     )
     + EXIT_CODES_HELP
 )
@@ -774,6 +775,8 @@ AUDIT_EPILOG = (
         "parhash scan /srv/data -a sha256 -f jsonl -o /var/lib/parhash/data.jsonl",
         "parhash audit /var/lib/parhash/data.jsonl          # what changed since?",
         "parhash audit data.jsonl --fail-on corrupted,removed --update",
+        "parhash audit data.jsonl --cache --verify-budget 5% "
+        "--metrics /var/lib/node_exporter/textfile_collector/parhash.prom",
     )
     + "Classes: added, removed, modified, corrupted (content changed but size and mtime did "
     "not), moved, unreadable, unchanged.\n\n"
@@ -781,7 +784,8 @@ AUDIT_EPILOG = (
         {
             0: "no change in a --fail-on class",
             1: "changes in a --fail-on class",
-            2: "fatal (bad manifest, missing root, an --update that would lose entries)",
+            2: "fatal (bad manifest, missing root, an --update that would lose entries, a "
+            "--metrics file that cannot be written)",
         }
     )
 )
