@@ -387,3 +387,40 @@ def test_render_completed(code):
         "parhash_audit_last_run_timestamp_seconds": 4_600.25,
         "parhash_audit_last_success_timestamp_seconds": 4_600.25,
     }
+
+
+def test_the_readme_recipe_runs(tmp_path):
+    """The nightly service of the README, run as written (paths moved into tmp_path): its
+    options parse, the cache fills on the first night and is trusted on the next."""
+    import shlex
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme.split("### Nightly audits with the cache", 1)[1]
+    unit = section.split("```ini", 1)[1].split("```", 1)[0]
+    joined = unit.replace("\\\n", " ")
+    [exec_start] = [line for line in joined.splitlines() if line.startswith("ExecStart=")]
+    [environment] = [line for line in joined.splitlines() if line.startswith("Environment=")]
+    words = shlex.split(exec_start.removeprefix("ExecStart="))
+    assert words[:2] == ["/usr/local/bin/parhash", "audit"]
+    # 20 files of one size: 5% of them by count and by bytes is exactly one file
+    root = write_tree(tmp_path / "tree", {f"f{i:02}": b"%08d" % i for i in range(20)})
+    manifest = _manifest(tmp_path, root)
+    textfile = tmp_path / "textfile_collector"
+    textfile.mkdir()
+    moved = {
+        "/var/lib/parhash/data.jsonl": str(manifest),
+        "/var/lib/node_exporter/textfile_collector/parhash.prom": str(textfile / "parhash.prom"),
+    }
+    args = [moved.get(word, word) for word in words[1:]]
+    assert set(moved.values()) <= set(args)
+    key, _ = environment.removeprefix("Environment=").split("=", 1)
+    env = {key: str(tmp_path / "cache")}
+    time.sleep(SETTLE_S)
+    for night in (1, 2):
+        result = run_cli(*args, env=env)
+        assert result.returncode == 0, result.stderr
+        families = parse(textfile / "parhash.prom")
+        trusted = value(families, "parhash_audit_cache_trusted_files")
+        verified = value(families, "parhash_audit_cache_verified_files")
+        assert (trusted, verified) == ((0, 0) if night == 1 else (19, 1))
+    assert (tmp_path / "cache" / "cache.sqlite3").is_file()
