@@ -155,6 +155,7 @@ def test_metrics_and_report_with_the_cache(tmp_path):
         "read_bytes": 0,
     }
     assert cached["mismatched"] == 0
+    assert cached["available"] is True
     assert scanned_at * 1e9 <= cached["stalest_verified_ns"] <= time.time() * 1e9
     assert 0 < cached["stalest_verification_age_s"] <= time.time() - scanned_at
     assert list(report)[-2:] == ["counts", "cache"]
