@@ -885,8 +885,8 @@ def audit(
             metavar="FILE",
             help="Then write the run's outcome to FILE (atomically, mode 0644) in the "
             "Prometheus text format, for node_exporter's textfile collector: files per "
-            "class, files and bytes read, cache counts, duration, exit code, and "
-            "parhash_audit_last_success_timestamp_seconds (kept as it was when a run fails).",
+            "class, files and bytes read, cache counts, duration, exit code, and when an "
+            "audit last completed (kept as it was when a run fails).",
             show_default=False,
         ),
     ] = None,
