@@ -294,3 +294,19 @@ def test_help_has_examples_and_the_json_keys():
         assert "2 usage error, or the cache cannot be used" in " ".join(result.text.split())
     group = run_cli("--help")
     assert "cache  Show, prune or clear the hash cache." in group.text
+
+
+@pytest.mark.parametrize("columns", ["40", "80"])
+def test_help_words_are_never_cut(columns):
+    """Each option's help of the cache commands appears word for word at any width."""
+    import typer
+
+    from parhash.cli import cache_app
+
+    group = typer.main.get_command(cache_app)
+    for name, command in group.commands.items():
+        text = run_cli("cache", name, "--help", env={"COLUMNS": columns}).text
+        flat = " ".join(text.split())
+        for param in command.params:
+            if getattr(param, "help", None):
+                assert " ".join(param.help.split()) in flat, (name, param.help, text)
