@@ -995,9 +995,9 @@ CACHE_EPILOG = (
         "parhash cache prune --cache-dir /var/cache/parhash",
         "PARHASH_CACHE_DIR=/srv/.parhash-cache parhash cache clear",
     )
-    + "stats -f json keys: cache, exists, size_on_disk, entries, roots (path, entries, bytes, "
-    "runs, last_run_ns, last_run_age_s, oldest_verified_ns, oldest_verification_age_s).\n\n"
-    + CACHE_EXIT_HELP
+    + "stats -f json keys: cache, exists, size_on_disk, entries, roots (path, algos, entries, "
+    "bytes, runs, last_run_ns, last_run_age_s, oldest_verified_ns, "
+    "oldest_verification_age_s).\n\n" + CACHE_EXIT_HELP
 )
 
 cache_app = typer.Typer(

@@ -103,6 +103,7 @@ def test_stats_counts_what_the_tree_holds(scanned):
     assert document["entries"] == len(files)
     [entry] = document["roots"]
     assert entry["path"] == os.path.realpath(root)
+    assert entry["algos"] == "xxh3"
     assert entry["entries"] == len(files)
     assert entry["bytes"] == sum(p.stat().st_size for p in files)
     assert entry["runs"] == 2
@@ -120,11 +121,22 @@ def test_stats_counts_what_the_tree_holds(scanned):
     lines = human.text.splitlines()
     assert lines[0].startswith(f"cache {cache}: ")
     assert f"{len(files)} entries, 1 root" in lines[0]
-    assert lines[1] == os.path.realpath(root)
+    assert lines[1] == f"{os.path.realpath(root)} (xxh3)"
     assert lines[2].startswith(f"  entries: {len(files)} (")
     assert lines[3].startswith("  runs: 2, last ") and lines[3].endswith(" ago)")
     stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(oldest // 1_000_000_000))
     assert lines[4].startswith(f"  oldest verification: {stamp} (")
+
+
+def test_each_choice_of_algorithms_is_its_own_root(scanned):
+    root, cache_dir = scanned
+    _scan(root, cache_dir, "-a", "sha256,md5")
+    roots = _stats_json("--cache-dir", cache_dir)["roots"]
+    count = len(_files(root))
+    got = sorted((r["path"], r["algos"], r["entries"], r["runs"]) for r in roots)
+    real = os.path.realpath(root)
+    # in the order -a gave them: the order of the digests each entry stores
+    assert got == sorted([(real, "xxh3", count, 2), (real, "sha256,md5", count, 1)])
 
 
 @pytest.mark.parametrize(

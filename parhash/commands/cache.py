@@ -9,7 +9,8 @@ it (``stats`` says so, ``prune`` and ``clear`` drop 0 entries).
 ``stats --format json`` is one object with these keys, kept stable (the README lists
 them): ``cache`` (the file), ``exists``, ``size_on_disk`` (bytes, with the WAL and
 shared-memory files), ``entries``, ``roots``: a list of objects with ``path``,
-``entries``, ``bytes`` (the sizes of the files its entries describe), ``runs``,
+``algos`` (the algorithms its digests are of: a root hashed with two ``-a`` choices is
+two roots), ``entries``, ``bytes`` (the sizes of the files its entries describe), ``runs``,
 ``last_run_ns`` and ``oldest_verified_ns`` (nanoseconds since the epoch, or null), and
 ``last_run_age_s`` and ``oldest_verification_age_s`` (seconds before this command ran, or
 null).
@@ -86,6 +87,7 @@ def _age(ns: int | None, now_ns: int) -> float | None:
 def _root_json(root: RootStats, now_ns: int) -> dict:
     return {
         "path": root.path,
+        "algos": root.algos,
         "entries": root.entries,
         "bytes": root.nbytes,
         "runs": root.runs,
@@ -137,7 +139,7 @@ def render_human(path: str, found: CacheStats | None, now_ns: int | None = None)
     ]
     for root in found.roots:
         lines += [
-            f"{sanitize(root.path)}",
+            f"{sanitize(root.path)} ({root.algos})",
             f"  entries: {root.entries:,} ({human_bytes(root.nbytes)} of files)",
             f"  runs: {root.runs:,}, last {_when(root.last_run_ns, now_ns)}",
             f"  oldest verification: {_when(root.oldest_verified_ns, now_ns)}",
