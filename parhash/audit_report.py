@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from parhash.audit_store import CLASSES, AuditEvent, AuditStore, Side, directory_levels
+from parhash.model import CacheCounts
 from parhash.output import plural, sanitize, styled
+from parhash.progress import cache_note, stalest_age
 from parhash.report import json_string
 
 #: Order of the human report: the alarming classes first.
@@ -147,11 +149,13 @@ def render_human(
     title: str | None,
     color: bool,
     verbose: bool,
+    cache: CacheCounts | None = None,
 ) -> None:
     """Counts first, then each non-empty class with its paths (unchanged only if verbose).
 
     ``title=None`` (``audit -q``): the classes only, so a tree without changes prints
-    nothing, as ``check --quiet`` prints nothing when every file matched.
+    nothing, as ``check --quiet`` prints nothing when every file matched. With ``cache``
+    (``--cache``) the counts end with a line saying what the cache trusted and re-read.
     """
 
     def paint(kind: str, text: str) -> str:
@@ -163,7 +167,10 @@ def render_human(
     ]
     if title is not None:
         head = plural(changes, "change") + (f": {', '.join(listed)}" if listed else "")
-        _write(stream, [title, head, f"{counts['unchanged']:,} unchanged"])
+        summary = [title, head, f"{counts['unchanged']:,} unchanged"]
+        if cache is not None:
+            summary.append(f"cache: {cache_note(cache)}")
+        _write(stream, summary)
     first = title is None
     moves = DirectoryMoves(store) if counts["moved"] else None
     for kind in REPORT_ORDER:
@@ -271,13 +278,39 @@ def render_jsonl(store: AuditStore, stream: BinaryIO, *, verbose: bool) -> None:
 
 
 def render_json(
-    store: AuditStore, counts: dict[str, int], stream: BinaryIO, *, header: dict, verbose: bool
+    store: AuditStore,
+    counts: dict[str, int],
+    stream: BinaryIO,
+    *,
+    header: dict,
+    verbose: bool,
+    cache: CacheCounts | None = None,
 ) -> None:
-    """One document, streamed: ``{"audit": {...header, counts}, "changes": [...]}``."""
-    head = json.dumps({**header, "counts": counts}, ensure_ascii=True)
+    """One document, streamed: ``{"audit": {...header, counts}, "changes": [...]}``; with
+    ``cache`` (``--cache``), ``"cache"`` follows ``"counts"`` (``cache_json``)."""
+    extra = {} if cache is None else {"cache": cache_json(cache)}
+    head = json.dumps({**header, "counts": counts, **extra}, ensure_ascii=True)
     stream.write(f'{{"audit": {head},\n"changes": [\n'.encode())
     first = True
     for text in _events_json(store, verbose):
         stream.write(((",\n" if not first else "") + text).encode())
         first = False
     stream.write(b"\n]}\n")
+
+
+def cache_json(cache: CacheCounts, now_ns: int | None = None) -> dict:
+    """The JSON report's ``"cache"`` object: whether the cache could be used throughout
+    (false: a warning said why, and the counts are partial), files trusted from it, hits
+    verified by a full read, files hashed (new, changed or racy), the bytes read, verified
+    files whose content no longer matched, and the oldest full read behind a trusted digest
+    (nanoseconds since the epoch, and its age in seconds; null when nothing was trusted)."""
+    return {
+        "available": cache.available,
+        "trusted": cache.trusted,
+        "verified": cache.verified,
+        "hashed": cache.hashed,
+        "read_bytes": cache.read_bytes,
+        "mismatched": cache.mismatched,
+        "stalest_verified_ns": cache.stalest_ns,
+        "stalest_verification_age_s": stalest_age(cache, now_ns),
+    }

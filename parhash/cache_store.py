@@ -602,6 +602,7 @@ def _existing(path: str) -> sqlite3.Connection | None:
         return None
     conn, note = connect(path)
     if note:
+        conn.close()  # the rebuilt, empty database: not what the caller asked about
         raise CacheUnavailable(note)
     return conn
 

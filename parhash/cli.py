@@ -15,7 +15,6 @@ import os
 import signal
 import sys
 import threading
-import time
 from collections.abc import Callable
 from enum import Enum
 from typing import TYPE_CHECKING, Annotated, Optional
@@ -181,6 +180,7 @@ SCAN_EPILOG = (
         "find . -newer stamp -type f -print0 | parhash scan --files-from - -0",
         "parhash scan -a sha256,xxh3 --tag src    # two digests, one read",
         "curl -s https://example.org/x.iso | parhash scan - -a sha256",
+        "parhash scan /srv --cache -f jsonl -o srv.jsonl   # re-runs read only what changed",
     )
     + EXIT_CODES_HELP
 )
@@ -462,13 +462,18 @@ def _set_color(choice: str) -> None:
     set_color(choice)
 
 
-def guarded(body: Callable[[Outputs], ExitCode]) -> ExitCode:
+def guarded(
+    body: Callable[[Outputs], ExitCode], finish: Callable[[ExitCode], ExitCode] | None = None
+) -> ExitCode:
     """Run a command body and turn every way it can end into one exit code.
 
     The one place that maps interrupts, a closed pipe, write errors and fatal errors to
     exit codes, and that drops unfinished output files, for every command. Running out of
     a resource (memory, threads, descriptors, TMPDIR space) is a fatal error with one line,
     not a bug: exit 2, and data that was already complete is kept.
+
+    ``finish`` (audit's ``--metrics``) is told the exit code once everything else is
+    settled, on every way out but a bug, and returns the code to exit with.
     """
     from parhash.commands.outputs import Outputs
     from parhash.output import OutputError
@@ -482,6 +487,8 @@ def guarded(body: Callable[[Outputs], ExitCode]) -> ExitCode:
         if _pending is not None:  # a signal whose exception a finalizer swallowed
             raise Interrupted(_pending)
         outputs.commit()
+        if finish is not None:
+            code = finish(code)
         _settled = True
         return code
     except KeyboardInterrupt:
@@ -501,6 +508,9 @@ def guarded(body: Callable[[Outputs], ExitCode]) -> ExitCode:
             raise  # a bug: main() says so (exit 70); or the traceback was asked for
         code = _fatal(f"error: {message}", outputs if outputs.complete else None)
     outputs.abort()
+    if finish is not None:
+        with contextlib.suppress(Interrupted, KeyboardInterrupt):  # a second signal
+            code = finish(code)
     _settled = True
     if code is ExitCode.FATAL and threading.active_count() > 1:
         # A thread of ours (the writer, inside SQLite) may still run: interpreter
@@ -573,6 +583,8 @@ def print_summary(summary) -> None:
         + _skipped_note(len(summary.skipped_mounts))
     )
     if cache is not None:
+        from parhash.progress import cache_note
+
         err(f"parhash: cache: {cache_note(cache)}")
     if not errors_scrolled_away(summary):
         return
@@ -581,25 +593,6 @@ def print_summary(summary) -> None:
     hidden = summary.errors - len(summary.first_errors)
     if hidden > 0:
         err(f"  and {hidden:,} more; see --format jsonl")
-
-
-def cache_note(counts) -> str:
-    """What the hash cache did, in words (the summary's second line, audit's too)."""
-    from parhash.output import plural
-    from parhash.progress import human_age
-
-    if not counts.available:
-        return "not used (see the warning above)"
-    text = (
-        f"{counts.trusted:,} trusted, {counts.verified:,} verified by a full read, "
-        f"{counts.hashed:,} new or changed read"
-    )
-    if counts.mismatched:
-        text += f", {plural(counts.mismatched, 'file')} whose content changed unseen"
-    if counts.stalest_ns is not None:
-        age = max(0.0, (time.time_ns() - counts.stalest_ns) / 1e9)
-        text += f"; stalest verification {human_age(age)} ago"
-    return text
 
 
 def errors_scrolled_away(summary) -> bool:
@@ -782,6 +775,8 @@ AUDIT_EPILOG = (
         "parhash scan /srv/data -a sha256 -f jsonl -o /var/lib/parhash/data.jsonl",
         "parhash audit /var/lib/parhash/data.jsonl          # what changed since?",
         "parhash audit data.jsonl --fail-on corrupted,removed --update",
+        "parhash audit data.jsonl --cache --verify-budget 5% "
+        "--metrics /var/lib/node_exporter/textfile_collector/parhash.prom",
     )
     + "Classes: added, removed, modified, corrupted (content changed but size and mtime did "
     "not), moved, unreadable, unchanged.\n\n"
@@ -789,7 +784,8 @@ AUDIT_EPILOG = (
         {
             0: "no change in a --fail-on class",
             1: "changes in a --fail-on class",
-            2: "fatal (bad manifest, missing root, an --update that would lose entries)",
+            2: "fatal (bad manifest, missing root, an --update that would lose entries, a "
+            "--metrics file that cannot be written)",
         }
     )
 )
@@ -882,6 +878,18 @@ def audit(
     cache_trust: CacheTrust = None,
     verify_budget: VerifyBudget = None,
     verify_max_age: VerifyMaxAge = None,
+    metrics: Annotated[
+        Optional[str],
+        typer.Option(
+            "--metrics",
+            metavar="FILE",
+            help="Then write the run's outcome to FILE (atomically, mode 0644) in the "
+            "Prometheus text format, for node_exporter's textfile collector: files per "
+            "class, files and bytes read, cache counts, duration, exit code, and when an "
+            "audit last completed (kept as it was when a run fails).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Compare a tree with a saved manifest and report exactly what changed.
 
@@ -919,7 +927,9 @@ def audit(
         selection=overrides,
         cache=_cache_options(cache, cache_dir, cache_trust, verify_budget, verify_max_age),
     )
-    raise typer.Exit(int(run_audit(manifest, root, options, progress=progress)))
+    if metrics == "-":
+        raise typer.BadParameter("needs a file (stdout carries the report)", param_hint="--metrics")
+    raise typer.Exit(int(run_audit(manifest, root, options, progress=progress, metrics=metrics)))
 
 
 def _on_command_line(ctx: typer.Context, name: str) -> bool:
@@ -930,21 +940,164 @@ def _on_command_line(ctx: typer.Context, name: str) -> bool:
 
 
 def run_audit(
-    manifest: str, root: str | None, options: AuditOptions, *, progress: bool | None
+    manifest: str,
+    root: str | None,
+    options: AuditOptions,
+    *,
+    progress: bool | None,
+    metrics: str | None = None,
 ) -> ExitCode:
-    """An audit (``commands.audit``), its report on stdout; see ``guarded``."""
+    """An audit (``commands.audit``), its report on stdout; with ``metrics``, the run's
+    outcome written there at the end (``parhash.metrics``), a failed run's too; see
+    ``guarded``."""
     from parhash.commands import audit as command
     from parhash.progress import make_progress
 
+    written = None
+    if metrics is not None:
+        from parhash.metrics import AuditMetrics
+
+        written = AuditMetrics.for_manifest(metrics, manifest)
+
     def body(outputs: Outputs) -> ExitCode:
+        if written is not None:
+            written.check()
         bar = functools.partial(make_progress, progress, options.quiet)
         result = command.run(
             manifest, root, options, outputs.stdout(), outputs, progress=bar, notify=_notify
         )
+        if written is not None:
+            written.result = result
         return result.exit_code
 
-    return guarded(body)
+    finish = None if written is None else functools.partial(written.finish, warn=_notify)
+    return guarded(body, finish)
 
 
 def _notify(message: str) -> None:
     err(f"parhash: {message}")
+
+
+# -- parhash cache stats | prune | clear ---------------------------------------------------
+
+CACHE_EXIT_HELP = exit_status_help(
+    {
+        0: "done (also when there is no cache yet)",
+        1: "not used",
+        2: "usage error, or the cache cannot be used (corrupt, written by a newer parhash, "
+        "locked by another process)",
+    }
+)
+CACHE_EPILOG = (
+    examples(
+        "parhash cache stats",
+        "parhash cache stats -f json | jq '.roots[] | {path, oldest_verification_age_s}'",
+        "parhash cache prune --cache-dir /var/cache/parhash",
+        "PARHASH_CACHE_DIR=/srv/.parhash-cache parhash cache clear",
+    )
+    + "stats -f json keys: cache, exists, size_on_disk, entries, roots (path, algos, entries, "
+    "bytes, runs, last_run_ns, last_run_age_s, oldest_verified_ns, "
+    "oldest_verification_age_s).\n\n" + CACHE_EXIT_HELP
+)
+
+cache_app = typer.Typer(
+    name="cache",
+    cls=Group,
+    help="Look after the hash cache that --cache fills: statistics, expiry, emptying.\n\n"
+    + CACHE_EXIT_HELP,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(cache_app, short_help="Show, prune or clear the hash cache.")
+
+UpkeepCacheDir = Annotated[
+    Optional[str],
+    typer.Option(
+        "--cache-dir",
+        metavar="DIR",
+        help="The cache's directory, as for scan and audit (default: $PARHASH_CACHE_DIR, "
+        "else $XDG_CACHE_HOME/parhash, else ~/.cache/parhash).",
+        show_default=False,
+    ),
+]
+
+
+class StatsFormat(str, Enum):
+    human = "human"
+    json = "json"
+
+
+@cache_app.command("stats", cls=Command, epilog=CACHE_EPILOG, short_help="What the cache holds.")
+def cache_stats(
+    cache_dir: UpkeepCacheDir = None,
+    fmt: Annotated[
+        StatsFormat, typer.Option("--format", "-f", metavar="FMT", help="human or json.")
+    ] = StatsFormat.human,
+) -> None:
+    """Show the cache file, its size on disk and, per root, its entries, the bytes they
+    cover, its runs, its last run and its oldest verification by a full read."""
+    from parhash.commands import cache as command
+
+    path = command.cache_file(cache_dir)
+
+    def show(outputs: Outputs) -> None:
+        found = command.stats(path)
+        render = command.render_json if fmt is StatsFormat.json else command.render_human
+        outputs.stdout().write(render(path, found).encode("utf-8", "surrogateescape"))
+
+    raise typer.Exit(int(run_cache(show)))
+
+
+@cache_app.command(
+    "prune", cls=Command, epilog=CACHE_EPILOG, short_help="Drop entries no run sees any more."
+)
+def cache_prune(cache_dir: UpkeepCacheDir = None) -> None:
+    """Drop now the entries not seen for 20 runs of their root (every complete run does
+    it for its own roots), then give the space back."""
+    from parhash.cache_policy import TTL_RUNS
+    from parhash.commands import cache as command
+
+    path = command.cache_file(cache_dir)
+
+    def prune(outputs: Outputs) -> None:
+        dropped = command.prune(path)
+        note = f"not seen for {TTL_RUNS} runs of their root"
+        _cache_line(outputs, f"dropped {plural_entries(dropped)} {note}: {sanitize(path)}")
+
+    raise typer.Exit(int(run_cache(prune)))
+
+
+@cache_app.command("clear", cls=Command, epilog=CACHE_EPILOG, short_help="Empty the cache.")
+def cache_clear(cache_dir: UpkeepCacheDir = None) -> None:
+    """Empty the cache (the next run of each root hashes everything again)."""
+    from parhash.commands import cache as command
+
+    path = command.cache_file(cache_dir)
+
+    def clear(outputs: Outputs) -> None:
+        dropped = command.clear(path)
+        _cache_line(outputs, f"dropped {plural_entries(dropped)}: {sanitize(path)} is empty")
+
+    raise typer.Exit(int(run_cache(clear)))
+
+
+def plural_entries(count: int) -> str:
+    from parhash.output import plural
+
+    return plural(count, "entry", "entries")
+
+
+def _cache_line(outputs: Outputs, line: str) -> None:
+    outputs.stdout().write((line + "\n").encode("utf-8", "surrogateescape"))
+
+
+def run_cache(action: Callable[[Outputs], None]) -> ExitCode:
+    """A cache upkeep command, its answer on stdout; see ``guarded`` (an unusable cache is
+    a ``FatalError``: one line, exit 2)."""
+
+    def body(outputs: Outputs) -> ExitCode:
+        action(outputs)
+        return ExitCode.OK
+
+    return guarded(body)

@@ -11,6 +11,7 @@ it repeats. The classes here are given to typer with ``cls=``; they change only 
 from __future__ import annotations
 
 import importlib
+import textwrap
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -31,6 +32,11 @@ class _WholeWords(_ClickWrapper):  # type: ignore[misc, valid-type]
     def __init__(self, *args, **kwargs) -> None:
         kwargs.update(break_on_hyphens=False, break_long_words=False)
         super().__init__(*args, **kwargs)
+
+    # click's wrapper overrides this to cut a long word at the column whatever
+    # break_long_words says ($PARHAS / H_CACHE_DIR at COLUMNS=40): the standard library's
+    # own method honours it and puts the word on a line of its own.
+    _handle_long_word = textwrap.TextWrapper._handle_long_word
 
 
 @contextmanager

@@ -56,6 +56,31 @@ def human_age(seconds: float) -> str:
     return f"{int(seconds)} s"
 
 
+def cache_note(counts) -> str:
+    """What the hash cache did (a ``model.CacheCounts``), in words: the second line of a
+    scan's summary, and a line of the audit's human report."""
+    if not counts.available:
+        return "not used (see the warning above)"
+    text = (
+        f"{counts.trusted:,} trusted, {counts.verified:,} verified by a full read, "
+        f"{counts.hashed:,} new or changed read"
+    )
+    if counts.mismatched:
+        text += f", {plural(counts.mismatched, 'file')} whose content changed unseen"
+    age = stalest_age(counts)
+    if age is not None:
+        text += f"; stalest verification {human_age(age)} ago"
+    return text
+
+
+def stalest_age(counts, now_ns: int | None = None) -> float | None:
+    """Seconds since the oldest full read behind a digest trusted this run (None: no
+    digest was trusted, so no verification is stale)."""
+    if counts.stalest_ns is None:
+        return None
+    return max(0.0, ((time.time_ns() if now_ns is None else now_ns) - counts.stalest_ns) / 1e9)
+
+
 class NullProgress:
     """No bar; warnings still reach stderr."""
 

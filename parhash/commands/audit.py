@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, NamedTuple
 
 from parhash.audit_store import CLASSES, DEFAULT_FAIL_ON
 from parhash.exit_codes import ExitCode, FatalError
@@ -21,6 +21,7 @@ from parhash.exit_codes import ExitCode, FatalError
 if TYPE_CHECKING:
     from parhash.cache_policy import CacheOptions
     from parhash.commands.outputs import Outputs
+    from parhash.model import CacheCounts, Summary
     from parhash.pipeline import ProgressSink
 
 #: Report formats.
@@ -58,6 +59,9 @@ class AuditResult:
     #: Lines the CLI prints on stderr after ``parhash: `` (another host, what --update
     #: kept), plus a library call's per-file warnings.
     messages: tuple[str, ...] = ()
+    #: The scan's counters (files and bytes read, time, and ``.cache``: what the hash
+    #: cache did, None without ``--cache``), for ``--metrics`` and the report.
+    summary: Summary | None = None
 
     @property
     def changes(self) -> int:
@@ -127,11 +131,12 @@ def run(
             walk_here = skipping(walk_here, cache.identities())
         sources = scan_sources(roots, walk_here)
         sink = AuditSink(store)
-        run(sources, scan, sink, bar, warn_errors=not options.quiet, cache=cache)
+        summary = run(sources, scan, sink, bar, warn_errors=not options.quiet, cache=cache)
         store.diff(selection.size_range)
         counts = store.counts()
         if stream is not None:
-            _render(store, counts, stream, options, manifest, info, roots, selection)
+            found = _Found(counts, summary.cache)
+            _render(store, found, stream, options, manifest, info, roots, selection)
         if target is not None:
             note = _write_updated(store, target, info, selection, plan, root, algos, started)
             updated = True
@@ -140,25 +145,35 @@ def run(
         outputs.complete = True
     finally:
         store.close()
-    return AuditResult(exit_code(counts, options.fail_on), counts, roots, updated)
+    code = exit_code(counts, options.fail_on)
+    return AuditResult(code, counts, roots, updated, summary=summary)
 
 
-def _render(store, counts, stream, options: AuditOptions, manifest, info, roots, selection):
+class _Found(NamedTuple):
+    """What the report says besides the events: files per class, what the cache did."""
+
+    counts: dict[str, int]
+    cache: CacheCounts | None
+
+
+def _render(store, found: _Found, stream, options: AuditOptions, manifest, info, roots, selection):
     """The report in ``options.fmt``, flushed (it is complete before any update starts)."""
     from parhash import baseline
     from parhash.audit_report import render_human, render_json, render_jsonl
     from parhash.output import sanitize
 
-    verbose = options.verbose
+    verbose, counts, cache = options.verbose, found.counts, found.cache
     if options.fmt == "human":
         title = None if options.quiet else sanitize(baseline.title(info, roots, selection))
-        render_human(store, counts, stream, title=title, color=options.color, verbose=verbose)
+        render_human(
+            store, counts, stream, title=title, color=options.color, verbose=verbose, cache=cache
+        )
     elif options.fmt == "jsonl":
         render_jsonl(store, stream, verbose=verbose)
     else:
         header = {"manifest": manifest, "algo": info.algo, "roots": roots}
         header["selection"] = selection.recordable()
-        render_json(store, counts, stream, header=header, verbose=verbose)
+        render_json(store, counts, stream, header=header, verbose=verbose, cache=cache)
     stream.flush()
 
 
