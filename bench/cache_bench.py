@@ -36,6 +36,7 @@ each with the ratio of medians and its range over rounds (ratio per round).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -70,8 +71,10 @@ from compare import (
 )
 from rss import build_tree, peak_rss
 
-from parhash.cache_policy import CACHE_FILE, RACY_NS
-from parhash.cache_store import disk_size
+from parhash.cache_lookup import _FETCH
+from parhash.cache_policy import CACHE_FILE, RACY_NS, entry_valid
+from parhash.cache_store import _SEEN, disk_size
+from parhash.report import Rendering, formatter
 
 #: Share of the copy's files rewritten before each "e" run: the issue's "1% changed".
 CHANGED_FRACTION = 0.01
@@ -374,6 +377,218 @@ def rss_bench(args: argparse.Namespace, small_dir: str | None) -> list[dict]:
     return out
 
 
+# --------------------------------------------------------------------------- profile
+
+
+def cprofile_rerun(root: str, cache_dir: str, top: int) -> dict:
+    """A cached re-run in this process with ``-j 1`` (the inline executor: walker, lookups,
+    formatting and output on this thread) under cProfile, and the cache's writer thread
+    under a profiler of its own (cProfile sees one thread)."""
+    import cProfile
+    import io
+    import pstats
+
+    import parhash
+    from parhash import cache_store
+
+    writer_prof = cProfile.Profile()
+    original = cache_store._Writer.run
+
+    def profiled_run(self) -> None:
+        writer_prof.enable()
+        try:
+            original(self)
+        finally:
+            writer_prof.disable()
+
+    cache_store._Writer.run = profiled_run
+    argv = ["parhash", "scan", root, *JSONL, "--cache", "--cache-dir", cache_dir, "-j", "1"]
+    saved, sys.argv = sys.argv, argv
+    main_prof = cProfile.Profile()
+    started = time.perf_counter()
+    main_prof.enable()
+    try:
+        parhash.main()
+    except SystemExit:
+        pass
+    finally:
+        main_prof.disable()
+        sys.argv = saved
+        cache_store._Writer.run = original
+    wall = time.perf_counter() - started
+    out = {"command": "parhash " + " ".join(argv[1:]), "wall_profiled": wall}
+    for label, prof in (("main thread", main_prof), ("writer thread", writer_prof)):
+        text = io.StringIO()
+        stats = pstats.Stats(prof, stream=text)
+        stats.sort_stats("tottime").print_stats(top)
+        out[label] = {"total": sum(v[2] for v in stats.stats.values()), "text": text.getvalue()}
+    return out
+
+
+def _per_file(seconds: float, files: int) -> float:
+    return seconds * 1e6 / files
+
+
+def timed(fn, repeat: int = 3) -> float:
+    """The best of ``repeat`` runs of ``fn()`` (seconds): the cost without the noise."""
+    best = float("inf")
+    for _ in range(repeat):
+        started = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def micro(root: str, db: str) -> list[tuple[str, float, str]]:
+    """Each step of a cached re-run's per-file work alone, warm, best of 3, in us per file:
+    what the cProfile numbers (inflated by its per-call overhead) are made of."""
+    prefix = root.rstrip("/") + "/"
+    groups: dict[str, list[str]] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        if filenames:
+            groups[dirpath + "/"] = sorted(filenames)
+    paths = [d + n for d, names in groups.items() for n in names]
+    files = len(paths)
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    root_id = conn.execute("SELECT id FROM roots").fetchone()[0]
+    keyed = [
+        (os.fsencode(d[len(prefix) :]), [os.fsencode(n) for n in names])
+        for d, names in groups.items()
+    ]
+    rows: dict[bytes, dict] = {}
+
+    def walk() -> None:
+        todo = [root]
+        while todo:
+            with os.scandir(todo.pop()) as it:
+                for entry in it:
+                    if entry.is_dir(follow_symlinks=False):
+                        todo.append(entry.path)
+                    else:
+                        entry.is_file(follow_symlinks=False)
+
+    def stat() -> None:
+        for path in paths:
+            os.stat(path, follow_symlinks=False)
+
+    def fsencode() -> None:
+        for d, names in groups.items():
+            os.fsencode(d[len(prefix) :])
+            [os.fsencode(n) for n in names]
+
+    def fetch() -> None:
+        for d, keys in keyed:
+            got = conn.execute(_FETCH, (root_id, "xxh3", d, min(keys), max(keys))).fetchall()
+            rows[d] = {r[0]: r[1:] for r in got}
+
+    fetch()
+    stats = {p: os.stat(p, follow_symlinks=False) for p in paths}
+
+    def valid() -> None:
+        for (d, keys), names in zip(keyed, groups, strict=True):
+            entries = rows[d]
+            for key, name in zip(keys, groups[names], strict=True):
+                e = entries[key]
+                entry_valid(True, e[0], e[1], e[2], e[3], e[5], stats[names + name])
+
+    fmt = formatter(Rendering("jsonl", ("xxh3",)))
+    raws = {d: [(e[0], e[1], e[4], None) for e in rows[d].values()] for d, _ in keyed}
+
+    def format_() -> None:
+        for (d, _keys), (dirpath, names) in zip(keyed, groups.items(), strict=True):
+            fmt.from_raw([dirpath + n for n in names], raws[d], root)
+
+    steps = [
+        ("walk: scandir + d_type, per file", walk, "parent (walker)"),
+        ("os.stat(path, follow_symlinks=False)", stat, "worker"),
+        ("os.fsencode of the names", fsencode, "worker"),
+        ("range SELECT + fetchall + dict, one per directory", fetch, "worker"),
+        ("entry_valid", valid, "worker"),
+        ("jsonl from_raw", format_, "worker"),
+    ]
+    out = [(what, _per_file(timed(fn), files), where) for what, fn, where in steps]
+    conn.close()
+    out += seen_updates(db, root_id, keyed, files)
+    return out
+
+
+def seen_updates(db: str, root_id: int, keyed: list, files: int) -> list[tuple[str, float, str]]:
+    """The parent writer's ``seen_run`` refresh of a re-run (one range UPDATE per group),
+    on a copy of the cache: every entry changes (a new run), and again with nothing to
+    change (the rows already carry this run), which is what skipping the write would cost."""
+    work = db + ".profile-copy"
+    for suffix in ("", "-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(work + suffix)
+    shutil.copyfile(db, work)
+    conn = sqlite3.connect(work, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    out = []
+    run = conn.execute("SELECT max(seen_run) FROM entries").fetchone()[0]
+    for label in ("every entry refreshed", "nothing to refresh (already this run)"):
+        if label.startswith("every"):
+            run += 1
+        started = time.perf_counter()
+        conn.execute("BEGIN IMMEDIATE")
+        for d, keys in keyed:
+            conn.execute(_SEEN, (run, root_id, "xxh3", d, min(keys), max(keys), run))
+        conn.execute("COMMIT")
+        seconds = time.perf_counter() - started
+        wal = os.path.getsize(work + "-wal") if os.path.exists(work + "-wal") else 0
+        out.append(
+            (
+                f"writer: seen_run UPDATE per group, {label} (WAL {wal / 1e6:.1f} MB)",
+                _per_file(seconds, files),
+                "parent (writer thread)",
+            )
+        )
+    conn.close()
+    for suffix in ("", "-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(work + suffix)
+    return out
+
+
+def profile_report(args: argparse.Namespace, summary: dict) -> list[str]:
+    root = summary["dir"]
+    cache_dir = os.path.join(args.work, summary["shape"], "cache")
+    db = cache_path(cache_dir)
+    if not os.path.exists(db):
+        log(f"cache_bench: no filled cache at {db}: run the rounds first")
+        raise SystemExit(2)
+    files = summary["files"]
+    steps = micro(root, db)
+    prof = cprofile_rerun(root, cache_dir, args.profile_top)
+    lines = [
+        f"## Where a cached re-run's time goes ({summary['shape']}: {files:,} files, warm)",
+        "",
+        "Each step alone (best of 3, this process, warm; `bench/cache_bench.py --profile`):",
+        "",
+        "| step | where | us per file | s per run |",
+        "|---|---|---:|---:|",
+    ]
+    for what, us, where in steps:
+        lines.append(f"| {what} | {where} | {us:.2f} | {us * files / 1e6:.3f} |")
+    lines += [
+        "",
+        f"cProfile of `{prof['command']}` (inline executor: one thread does the walk, the "
+        f"lookups and the output; {prof['wall_profiled']:.2f} s under the profiler):",
+        "",
+    ]
+    for label in ("main thread", "writer thread"):
+        lines += [
+            f"### {label}: {prof[label]['total']:.2f} s of profiled time",
+            "",
+            "```",
+            prof[label]["text"].strip(),
+            "```",
+            "",
+        ]
+    return lines
+
+
 # --------------------------------------------------------------------------- report
 
 
@@ -515,19 +730,43 @@ def render_rss(rss: list[dict]) -> list[str]:
     return [*lines, ""]
 
 
-def write_report(results: dict[str, CorpusBench], rss: list[dict], args) -> None:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    info = machine_info(args.corpus_dir)
+def header(title: str, corpus_dir: str) -> tuple[list[str], dict[str, str]]:
+    """The report's title, command line and machine (with the checkout's commit: compare.py
+    reads .git as a directory, which a git worktree's is not)."""
+    info = machine_info(corpus_dir)
     head = subprocess.run(
         ["git", "-C", REPO, "describe", "--always", "--dirty"], capture_output=True
     )
     info["parhash checkout"] = f"{REPO} @ {head.stdout.decode().strip() or '?'}"
     lines = [
-        f"# Hash cache benchmark ({time.strftime('%Y-%m-%d %H:%M %Z')})",
+        f"# {title} ({time.strftime('%Y-%m-%d %H:%M %Z')})",
         "",
         f"`python bench/cache_bench.py {' '.join(sys.argv[1:])}`",
         "",
         *(f"- {k}: {v}" for k, v in info.items()),
+        f"- load average: {loadavg()}",
+        "",
+    ]
+    return lines, info
+
+
+def write_text(out: str, prefix: str, text: str, raw: dict | None = None) -> None:
+    """OUT/PREFIX-<timestamp>.md (and .json with ``raw``); the Markdown also on stdout."""
+    print(text)
+    os.makedirs(out, exist_ok=True)
+    base = os.path.join(out, f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}")
+    with open(base + ".md", "w") as f:
+        f.write(text + "\n")
+    if raw is not None:
+        with open(base + ".json", "w") as f:
+            json.dump(raw, f, indent=1)
+            f.write("\n")
+    log(f"cache_bench: wrote {base}.md" + (" and .json" if raw is not None else ""))
+
+
+def write_report(results: dict[str, CorpusBench], rss: list[dict], args) -> None:
+    lines, info = header("Hash cache benchmark", args.corpus_dir)
+    lines += [
         "- cold: `sync; echo 3 > /proc/sys/vm/drop_caches` before the run (dentries, inodes "
         "and pages: the corpus, the cache file); warm: the corpus read once before the warm rows",
         "- others' cores: CPU the rest of the machine kept busy during the run (2 cores here)",
@@ -537,12 +776,6 @@ def write_report(results: dict[str, CorpusBench], rss: list[dict], args) -> None
     for res in results.values():
         lines += [*render_corpus(res), ""]
     lines += render_rss(rss)
-    text = "\n".join(lines)
-    print(text)
-    os.makedirs(args.out, exist_ok=True)
-    base = os.path.join(args.out, f"cache-{stamp}")
-    with open(base + ".md", "w") as f:
-        f.write(text + "\n")
     raw = {
         "machine": info,
         "corpora": {
@@ -551,10 +784,7 @@ def write_report(results: dict[str, CorpusBench], rss: list[dict], args) -> None
         },
         "rss": rss,
     }
-    with open(base + ".json", "w") as f:
-        json.dump(raw, f, indent=1)
-        f.write("\n")
-    log(f"cache_bench: wrote {base}.md and .json")
+    write_text(args.out, "cache", "\n".join(lines), raw)
 
 
 def main() -> int:
@@ -569,13 +799,22 @@ def main() -> int:
     ap.add_argument("--rss-files", type=int, default=0, help="e.g. 1000000 (0: skip)")
     ap.add_argument("--rss-dir", default="/tmp/cb-1m", help="tmpfs mount point for it")
     ap.add_argument("--rss-only", action="store_true", help="only the RSS section")
+    ap.add_argument(
+        "--profile", action="store_true", help="only the profile of a cached re-run (small)"
+    )
+    ap.add_argument("--profile-top", type=int, default=25, help="cProfile rows shown")
     args = ap.parse_args()
     if os.geteuid() != 0:
         log("cache_bench: dropping the page cache needs root")
         return 2
-    corpora = args.corpus or ["small", "mixed"]
+    corpora = args.corpus or (["small"] if args.profile else ["small", "mixed"])
     results: dict[str, CorpusBench] = {}
     summaries = {c: ensure_corpus(c, args.corpus_dir, args.make_corpus) for c in corpora}
+    if args.profile:
+        lines, _info = header("Hash cache: profile of a cached re-run", args.corpus_dir)
+        lines += profile_report(args, summaries[corpora[0]])
+        write_text(args.out, "cache-profile", "\n".join(lines))
+        return 0
     if not args.rss_only:
         for name in corpora:
             results[name] = bench_corpus(name, summaries[name], args)
