@@ -71,9 +71,11 @@ from compare import (
 )
 from rss import build_tree, peak_rss
 
-from parhash.cache_lookup import _FETCH
+from parhash.algorithms import get_algorithm
+from parhash.cache_lookup import _FETCH, CachedHashing, CacheSpec
 from parhash.cache_policy import CACHE_FILE, RACY_NS, entry_valid
 from parhash.cache_store import _SEEN, disk_size
+from parhash.hashing import HashSettings
 from parhash.report import Rendering, formatter
 
 #: Share of the copy's files rewritten before each "e" run: the issue's "1% changed".
@@ -457,6 +459,7 @@ def micro(root: str, db: str) -> list[tuple[str, float, str]]:
         for d, names in groups.items()
     ]
     rows: dict[bytes, dict] = {}
+    algos = (get_algorithm("xxh3"),)
 
     def walk() -> None:
         todo = [root]
@@ -471,6 +474,22 @@ def micro(root: str, db: str) -> list[tuple[str, float, str]]:
     def stat() -> None:
         for path in paths:
             os.stat(path, follow_symlinks=False)
+
+    def stat_dir_fd() -> None:
+        for d, names in groups.items():
+            fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                for n in names:
+                    os.stat(n, dir_fd=fd, follow_symlinks=False)
+            finally:
+                os.close(fd)
+
+    def whole_group() -> None:
+        key = (root_id, -1, len(prefix))
+        cached = CachedHashing(CacheSpec(db), key, algos, False, HashSettings(), False)
+        for d, names in groups.items():
+            cached.hash_group(d, tuple(names), [d + n for n in names])
+        assert cached.trusted == files, cached.trusted
 
     def fsencode() -> None:
         for d, names in groups.items():
@@ -502,10 +521,16 @@ def micro(root: str, db: str) -> list[tuple[str, float, str]]:
     steps = [
         ("walk: scandir + d_type, per file", walk, "parent (walker)"),
         ("os.stat(path, follow_symlinks=False)", stat, "worker"),
+        ("(alternative) os.stat(name, dir_fd=fd)", stat_dir_fd, "-"),
         ("os.fsencode of the names", fsencode, "worker"),
         ("range SELECT + fetchall + dict, one per directory", fetch, "worker"),
         ("entry_valid", valid, "worker"),
         ("jsonl from_raw", format_, "worker"),
+        (
+            "CachedHashing.hash_group whole (fsencode + fetch + stat + decide)",
+            whole_group,
+            "worker",
+        ),
     ]
     out = [(what, _per_file(timed(fn), files), where) for what, fn, where in steps]
     conn.close()
