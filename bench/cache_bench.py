@@ -74,7 +74,7 @@ from rss import build_tree, peak_rss
 from parhash.algorithms import get_algorithm
 from parhash.cache_lookup import _FETCH, CachedHashing, CacheSpec
 from parhash.cache_policy import CACHE_FILE, RACY_NS, entry_valid
-from parhash.cache_store import _SEEN, disk_size
+from parhash.cache_store import _SEEN, _UPSERT, disk_size
 from parhash.hashing import HashSettings
 from parhash.report import Rendering, formatter
 
@@ -446,16 +446,37 @@ def timed(fn, repeat: int = PROFILE_REPEAT) -> float:
     return best
 
 
-def micro(root: str, db: str) -> list[tuple[str, float, str]]:
-    """Each step of a cached re-run's per-file work alone, warm, best of 3, in us per file:
-    what the cProfile numbers (inflated by its per-call overhead) are made of."""
+def _groups(root: str) -> tuple[str, dict[str, list[str]], list[str]]:
+    """The root's prefix, its files per directory (sorted, as the walker groups them) and
+    every path: the same work list for each step measured."""
     prefix = root.rstrip("/") + "/"
     groups: dict[str, list[str]] = {}
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
         if filenames:
             groups[dirpath + "/"] = sorted(filenames)
-    paths = [d + n for d, names in groups.items() for n in names]
+    return prefix, groups, [d + n for d, names in groups.items() for n in names]
+
+
+def _stat_paths(paths: list[str]) -> None:
+    for path in paths:
+        os.stat(path, follow_symlinks=False)
+
+
+def _stat_dir_fd(groups: dict[str, list[str]]) -> None:
+    for d, names in groups.items():
+        fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            for n in names:
+                os.stat(n, dir_fd=fd, follow_symlinks=False)
+        finally:
+            os.close(fd)
+
+
+def micro(root: str, db: str) -> list[tuple[str, float, str]]:
+    """Each step of a cached re-run's per-file work alone, warm, best of 3, in us per file:
+    what the cProfile numbers (inflated by its per-call overhead) are made of."""
+    prefix, groups, paths = _groups(root)
     files = len(paths)
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     root_id = conn.execute("SELECT id FROM roots").fetchone()[0]
@@ -475,19 +496,6 @@ def micro(root: str, db: str) -> list[tuple[str, float, str]]:
                         todo.append(entry.path)
                     else:
                         entry.is_file(follow_symlinks=False)
-
-    def stat() -> None:
-        for path in paths:
-            os.stat(path, follow_symlinks=False)
-
-    def stat_dir_fd() -> None:
-        for d, names in groups.items():
-            fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                for n in names:
-                    os.stat(n, dir_fd=fd, follow_symlinks=False)
-            finally:
-                os.close(fd)
 
     def whole_group() -> None:
         key = (root_id, -1, len(prefix))
@@ -525,8 +533,7 @@ def micro(root: str, db: str) -> list[tuple[str, float, str]]:
 
     steps = [
         ("walk: scandir + d_type, per file", walk, "parent (walker)"),
-        ("os.stat(path, follow_symlinks=False)", stat, "worker"),
-        ("(alternative) os.stat(name, dir_fd=fd)", stat_dir_fd, "-"),
+        ("os.stat(path, follow_symlinks=False)", lambda: _stat_paths(paths), "worker"),
         ("os.fsencode of the names", fsencode, "worker"),
         ("range SELECT + fetchall + dict, one per directory", fetch, "worker"),
         ("entry_valid", valid, "worker"),
@@ -548,13 +555,7 @@ def seen_updates(db: str, root_id: int, keyed: list, files: int) -> list[tuple[s
     on a copy of the cache: every entry changes (a new run), and again with nothing to
     change (the rows already carry this run), which is what skipping the write would cost."""
     work = db + ".profile-copy"
-    for suffix in ("", "-wal", "-shm"):
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(work + suffix)
-    shutil.copyfile(db, work)
-    conn = sqlite3.connect(work, isolation_level=None)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
+    conn = _scratch_copy(db, work)
     out = []
     run = conn.execute("SELECT max(seen_run) FROM entries").fetchone()[0]
     for label in ("every entry refreshed", "nothing to refresh (already this run)"):
@@ -575,10 +576,130 @@ def seen_updates(db: str, root_id: int, keyed: list, files: int) -> list[tuple[s
             )
         )
     conn.close()
+    _remove_db(work)
+    return out
+
+
+#: Alternations of each A/B pair in ``alternatives``: the best of each side is kept.
+AB_ROUNDS = 7
+
+
+def ab(first, second, rounds: int = AB_ROUNDS) -> tuple[float, float]:
+    """Best seconds of ``first()`` and ``second()``, run alternately: the same noise for both."""
+    best = [float("inf"), float("inf")]
+    for _ in range(rounds):
+        for side, fn in enumerate((first, second)):
+            started = time.perf_counter()
+            fn()
+            best[side] = min(best[side], time.perf_counter() - started)
+    return best[0], best[1]
+
+
+def alternatives(root: str, db: str) -> list[tuple[str, str, str, float, float]]:
+    """What the suggested changes would save, each against today's code path on the same
+    data, alternately (``ab``): (what, today, instead, today us/file, instead us/file)."""
+    import struct
+
+    prefix, groups, paths = _groups(root)
+    files = len(paths)
+    out = []
+
+    a, b = ab(lambda: _stat_paths(paths), lambda: _stat_dir_fd(groups))
+    out.append(("stat", "os.stat(full path)", "os.stat(name, dir_fd=group's dir)", a, b))
+
+    work = db + ".alt"
+    conn = _scratch_copy(db, work)
+    rows = conn.execute(
+        "SELECT root, algos, dir, name, size, mtime_ns, ctime_ns, ino, digests, hashed_ns,"
+        " verified_ns, seen_run FROM entries"
+    ).fetchall()
+    sts = [os.stat(prefix + os.fsdecode(r[2] + r[3]), follow_symlinks=False) for r in rows]
+    pack = struct.Struct("<qqqq").pack
+    packed = [pack(r[4], r[5], r[6], r[7]) for r in rows]
+
+    def valid_call() -> None:
+        for st, r in zip(sts, rows, strict=True):
+            entry_valid(True, r[4], r[5], r[6], r[7], r[9], st)
+
+    def valid_packed() -> None:
+        for st, key in zip(sts, packed, strict=True):
+            _ = pack(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino) == key
+
+    a, b = ab(valid_call, valid_packed)
+    out.append(
+        (
+            "validity",
+            "entry_valid(7 fields)",
+            "one bytes compare (racy rule applied at write)",
+            a,
+            b,
+        )
+    )
+
+    root_id, run = conn.execute("SELECT id, runs FROM roots").fetchone()
+    spans = conn.execute(
+        "SELECT dir, min(name), max(name) FROM entries WHERE root = ? GROUP BY dir", (root_id,)
+    ).fetchall()
+    lazy = _SEEN.replace("seen_run <> ?", "seen_run < ? - 4")
+    state = {"run": run + 100}
+
+    def refresh_every_run() -> None:
+        state["run"] += 1
+        conn.execute("BEGIN IMMEDIATE")
+        for d, low, high in spans:
+            conn.execute(_SEEN, (state["run"], root_id, "xxh3", d, low, high, state["run"]))
+        conn.execute("ROLLBACK")
+
+    def refresh_every_5th() -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        for d, low, high in spans:  # a run within 4 of the last refresh: nothing to write
+            conn.execute(lazy, (state["run"], root_id, "xxh3", d, low, high, run))
+        conn.execute("ROLLBACK")
+
+    a, b = ab(refresh_every_run, refresh_every_5th)
+    out.append(("seen_run", "UPDATE every entry every run", "only entries 5+ runs stale", a, b))
+
+    def insert_into(indexed: bool):
+        def fill() -> None:
+            conn.execute("DROP TABLE IF EXISTS alt")
+            conn.execute(
+                "CREATE TABLE alt(root, algos, dir, name, size, mtime_ns, ctime_ns, ino, digests,"
+                " hashed_ns, verified_ns, seen_run, PRIMARY KEY(root, algos, dir, name))"
+                " WITHOUT ROWID"
+            )
+            if indexed:
+                conn.execute("CREATE INDEX alt_v ON alt(root, algos, verified_ns)")
+            upsert = _UPSERT.replace("INTO entries", "INTO alt")
+            for i in range(0, len(rows), 32_000):  # WRITE_BATCH answers of ~1,000 rows
+                conn.execute("BEGIN IMMEDIATE")
+                for j in range(i, min(i + 32_000, len(rows)), 1000):
+                    conn.executemany(upsert, rows[j : j + 1000])
+                conn.execute("COMMIT")
+
+        return fill
+
+    a, b = ab(insert_into(True), insert_into(False), rounds=3)
+    out.append(("first run", "UPSERT with entries_by_verification", "UPSERT, no such index", a, b))
+    conn.execute("DROP TABLE IF EXISTS alt")
+    conn.close()
+    _remove_db(work)
+    return [(what, x, y, a * 1e6 / files, b * 1e6 / files) for what, x, y, a, b in out]
+
+
+def _scratch_copy(db: str, work: str) -> sqlite3.Connection:
+    """A copy of the cache to write to, opened as cache_store opens it (WAL, NORMAL)."""
+    _remove_db(work)
+    shutil.copyfile(db, work)
+    conn = sqlite3.connect(work, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    return conn
+
+
+def _remove_db(path: str) -> None:
     for suffix in ("", "-wal", "-shm"):
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(work + suffix)
-    return out
+            os.unlink(path + suffix)
 
 
 def profile_report(args: argparse.Namespace, summary: dict) -> list[str]:
@@ -602,6 +723,15 @@ def profile_report(args: argparse.Namespace, summary: dict) -> list[str]:
     ]
     for what, us, where in steps:
         lines.append(f"| {what} | {where} | {us:.2f} | {us * files / 1e6:.3f} |")
+    lines += [
+        "",
+        f"Suggested changes against today's path, alternately, best of {AB_ROUNDS} (first run: 3):",
+        "",
+        "| step | today | instead | today us/file | instead us/file | saved |",
+        "|---|---|---|---:|---:|---:|",
+    ]
+    for what, today, instead, a, b in alternatives(root, db):
+        lines.append(f"| {what} | {today} | {instead} | {a:.2f} | {b:.2f} | {1 - b / a:.0%} |")
     lines += [
         "",
         f"cProfile of `{prof['command']}` (inline executor: one thread does the walk, the "
