@@ -4,6 +4,8 @@
     python bench/cache_bench.py [--corpus small --corpus mixed] [--runs 5]
         [--corpus-dir DIR] [--work /tmp/cb-work] [--out bench/results]
     python bench/cache_bench.py --rss-only --rss-files 1000000 --rss-dir /tmp/cb-1m
+    python bench/cache_bench.py --profile          # after the rounds: their filled cache
+    python bench/cache_bench.py --combine OUT/cache-*.json   # pool saved rounds, report again
 
 Per corpus, interleaved rounds of these rows (every parhash row: ``-f jsonl -o /dev/null``,
 run through bench/parent_cpu.py like bench/compare.py's rows), each ``cold`` row after
@@ -27,6 +29,11 @@ Then: the size on disk per entry of CACHE after ``PRAGMA wal_checkpoint(TRUNCATE
 peak RSS (bench/rss.py: VmHWM of the parent and of the largest worker) of a cached first run
 and re-run of the 100,000-file corpus and of a tree of --rss-files tiny files that this
 script builds (rss.build_tree) on a tmpfs it mounts at --rss-dir and unmounts at the end.
+
+--profile: where a cached re-run of the small corpus spends its time: each step alone in
+us per file (stat, the range query, validity, formatting, the writer's seen_run UPDATEs),
+the changes suggested for them measured against today's path, and cProfile of ``-j 1``
+(main thread and the cache's writer thread), in OUT/cache-profile-<timestamp>.md.
 
 Output: Markdown on stdout and in OUT/cache-<timestamp>.md, raw runs in OUT/cache-<timestamp>.json.
 The targets (issue 12): c at least 10x faster than a on mixed, c no slower than d on small;
@@ -264,6 +271,31 @@ class CorpusBench:
     loadavg: list[str] = field(default_factory=list)
     fingerprints: list[str] = field(default_factory=list)
     final_summaries: dict[str, str] = field(default_factory=dict)
+
+
+def load_results(paths: list[str]) -> tuple[dict[str, CorpusBench], list[dict]]:
+    """Saved .json reports, pooled: each corpus's rounds of every file, one after another
+    (every round of every invocation ran every row, interleaved); the last RSS section."""
+    pooled: dict[str, CorpusBench] = {}
+    rss: list[dict] = []
+    for path in paths:
+        with open(path) as f:
+            raw = json.load(f)
+        rss = raw.get("rss") or rss
+        for name, saved in raw["corpora"].items():
+            res = CorpusBench(**{**saved, "runs": {}})
+            res.runs = {k: [Run(**r) for r in v] for k, v in saved["runs"].items()}
+            if name not in pooled:
+                pooled[name] = res
+                continue
+            into = pooled[name]
+            for key, runs in res.runs.items():
+                into.runs[key] += runs
+            into.changed_bytes += res.changed_bytes
+            into.loadavg += res.loadavg
+            into.fingerprints += res.fingerprints
+            into.size, into.final_summaries = res.size, res.final_summaries
+    return pooled, rss
 
 
 def bench_corpus(name: str, summary: dict, args: argparse.Namespace) -> CorpusBench:
@@ -971,7 +1003,12 @@ def main() -> int:
         "--profile", action="store_true", help="only the profile of a cached re-run (small)"
     )
     ap.add_argument("--profile-top", type=int, default=25, help="cProfile rows shown")
+    ap.add_argument("--combine", nargs="+", metavar="JSON", help="pool saved runs' rounds")
     args = ap.parse_args()
+    if args.combine:
+        results, rss = load_results(args.combine)
+        write_report(results, rss, args)
+        return 0
     if os.geteuid() != 0:
         log("cache_bench: dropping the page cache needs root")
         return 2
