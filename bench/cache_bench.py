@@ -79,9 +79,9 @@ from compare import (
 from rss import build_tree, peak_rss
 
 from parhash.algorithms import get_algorithm
-from parhash.cache_lookup import _FETCH, CachedHashing, CacheSpec
-from parhash.cache_policy import CACHE_FILE, RACY_NS, entry_valid
-from parhash.cache_store import _SEEN, _UPSERT, disk_size
+from parhash.cache_lookup import CachedHashing, CacheSpec
+from parhash.cache_policy import CACHE_FILE, RACY_NS, STAMP_LENGTH, stamp
+from parhash.cache_store import _mark_seen, disk_size
 from parhash.hashing import HashSettings
 from parhash.report import Rendering, formatter
 
@@ -221,17 +221,18 @@ def last_line(text: str) -> str:
 
 
 def cache_entries(subs: dict[str, str], key: str, since_ns: int) -> str:
-    """The cache a row used: its entries, and how many were (re)hashed since ``since_ns``
+    """The cache a row used: its entries, and how many were read (verified_ns is the time of
+    the last full read) since ``since_ns``
     (audit prints no cache counts of its own yet)."""
     which = {"c": "cache", "g": "bcache", "f1": "acache"}[key]
     conn = sqlite3.connect(cache_path(subs[which]))
     try:
         total, fresh = conn.execute(
-            "SELECT count(*), coalesce(sum(hashed_ns >= ?), 0) FROM entries", (since_ns,)
+            "SELECT count(*), coalesce(sum(verified_ns >= ?), 0) FROM entries", (since_ns,)
         ).fetchone()
     finally:
         conn.close()
-    return f"cache {total:,} entries, {fresh:,} hashed by this run"
+    return f"cache {total:,} entries, {fresh:,} read by this run"
 
 
 def checkpointed_size(path: str) -> dict:
@@ -490,34 +491,23 @@ def _groups(root: str) -> tuple[str, dict[str, list[str]], list[str]]:
     return prefix, groups, [d + n for d, names in groups.items() for n in names]
 
 
-def _stat_paths(paths: list[str]) -> None:
-    for path in paths:
-        os.stat(path, follow_symlinks=False)
-
-
-def _stat_dir_fd(groups: dict[str, list[str]]) -> None:
-    for d, names in groups.items():
-        fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            for n in names:
-                os.stat(n, dir_fd=fd, follow_symlinks=False)
-        finally:
-            os.close(fd)
-
-
 def micro(root: str, db: str) -> list[tuple[str, float, str]]:
-    """Each step of a cached re-run's per-file work alone, warm, best of 3, in us per file:
-    what the cProfile numbers (inflated by its per-call overhead) are made of."""
+    """Each step of a cached re-run's per-file work alone, warm, in us per file, through
+    parhash's own functions where it has one: what the cProfile numbers (inflated by its
+    per-call overhead) are made of."""
     prefix, groups, paths = _groups(root)
     files = len(paths)
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    root_id = conn.execute("SELECT id FROM roots").fetchone()[0]
-    keyed = [
-        (os.fsencode(d[len(prefix) :]), [os.fsencode(n) for n in names])
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+        root_id = conn.execute("SELECT id FROM roots").fetchone()[0]
+    algos = (get_algorithm("xxh3"),)
+    encoded = [
+        (d, os.fsencode(d[len(prefix) :]), [os.fsencode(n) for n in names])
         for d, names in groups.items()
     ]
-    rows: dict[bytes, dict] = {}
-    algos = (get_algorithm("xxh3"),)
+
+    def hashing() -> CachedHashing:
+        key = (root_id, -1, len(prefix))
+        return CachedHashing(CacheSpec(db), key, algos, False, HashSettings(), False)
 
     def walk() -> None:
         todo = [root]
@@ -529,203 +519,110 @@ def micro(root: str, db: str) -> list[tuple[str, float, str]]:
                     else:
                         entry.is_file(follow_symlinks=False)
 
-    def whole_group() -> None:
-        key = (root_id, -1, len(prefix))
-        cached = CachedHashing(CacheSpec(db), key, algos, False, HashSettings(), False)
-        for d, names in groups.items():
-            cached.hash_group(d, tuple(names), [d + n for n in names])
-        assert cached.trusted == files, cached.trusted
+    def stat_full() -> None:
+        for path in paths:
+            os.stat(path, follow_symlinks=False)
 
-    def fsencode() -> None:
+    def stat_dir_fd() -> None:
+        for d, names in groups.items():
+            fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                for n in names:
+                    os.stat(n, dir_fd=fd, follow_symlinks=False)
+            finally:
+                os.close(fd)
+
+    def encode() -> None:
         for d, names in groups.items():
             os.fsencode(d[len(prefix) :])
             [os.fsencode(n) for n in names]
 
+    fetched: dict[str, dict] = {}
+
     def fetch() -> None:
-        for d, keys in keyed:
-            got = conn.execute(_FETCH, (root_id, "xxh3", d, min(keys), max(keys))).fetchall()
-            rows[d] = {r[0]: r[1:] for r in got}
+        cached = hashing()
+        for d, directory, keys in encoded:
+            fetched[d] = cached._fetch(directory, min(keys), max(keys))[0]
 
     fetch()
     stats = {p: os.stat(p, follow_symlinks=False) for p in paths}
+    values = [
+        (stats[d + os.fsdecode(name)], value)
+        for d, entries in fetched.items()
+        for name, value in entries.items()
+    ]
+    assert len(values) == files, (len(values), files)
 
-    def valid() -> None:
-        for (d, keys), names in zip(keyed, groups, strict=True):
-            entries = rows[d]
-            for key, name in zip(keys, groups[names], strict=True):
-                e = entries[key]
-                entry_valid(True, e[0], e[1], e[2], e[3], e[5], stats[names + name])
+    def validity() -> None:
+        for st, value in values:
+            value.startswith(stamp(st, True))
 
     fmt = formatter(Rendering("jsonl", ("xxh3",)))
-    raws = {d: [(e[0], e[1], e[4], None) for e in rows[d].values()] for d, _ in keyed}
+    per_dir = []
+    for d, names in groups.items():
+        group_paths = [d + n for n in names]
+        group_raws = [
+            (
+                stats[p].st_size,
+                stats[p].st_mtime_ns,
+                fetched[d][os.fsencode(n)][STAMP_LENGTH:].hex(),
+                None,
+            )
+            for p, n in zip(group_paths, names, strict=True)
+        ]
+        per_dir.append((group_paths, group_raws))
 
     def format_() -> None:
-        for (d, _keys), (dirpath, names) in zip(keyed, groups.items(), strict=True):
-            fmt.from_raw([dirpath + n for n in names], raws[d], root)
+        for group_paths, group_raws in per_dir:
+            fmt.from_raw(group_paths, group_raws, root)
+
+    seen: list = []
+
+    def whole_group() -> None:
+        cached = hashing()
+        for d, names in groups.items():
+            cached.hash_group(d, tuple(names), [d + n for n in names])
+        assert cached.trusted == files, cached.trusted
+        seen[:] = cached.seen
 
     steps = [
         ("walk: scandir + d_type, per file", walk, "parent (walker)"),
-        ("os.stat(path, follow_symlinks=False)", lambda: _stat_paths(paths), "worker"),
-        ("os.fsencode of the names", fsencode, "worker"),
-        ("range SELECT + fetchall + dict, one per directory", fetch, "worker"),
-        ("entry_valid", valid, "worker"),
+        ("os.stat(full path)", stat_full, "(before 9148290)"),
+        ("os.stat(name, dir_fd=directory)", stat_dir_fd, "worker"),
+        ("os.fsencode of the names", encode, "worker"),
+        ("CachedHashing._fetch: range SELECT per directory", fetch, "worker"),
+        ("value.startswith(stamp(st)): validity", validity, "worker"),
         ("jsonl from_raw", format_, "worker"),
-        (
-            "CachedHashing.hash_group whole (fsencode + fetch + stat + decide)",
-            whole_group,
-            "worker",
-        ),
+        ("CachedHashing.hash_group whole (encode + fetch + stat + decide)", whole_group, "worker"),
     ]
     out = [(what, _per_file(timed(fn), files), where) for what, fn, where in steps]
-    conn.close()
-    out += seen_updates(db, root_id, keyed, files)
-    return out
+    return out + seen_updates(db, root_id, seen, files)
 
 
-def seen_updates(db: str, root_id: int, keyed: list, files: int) -> list[tuple[str, float, str]]:
-    """The parent writer's ``seen_run`` refresh of a re-run (one range UPDATE per group),
-    on a copy of the cache: every entry changes (a new run), and again with nothing to
-    change (the rows already carry this run), which is what skipping the write would cost."""
+def seen_updates(db: str, root_id: int, seen: list, files: int) -> list[tuple[str, float, str]]:
+    """The parent writer's ``seen_run`` refresh of a re-run (``cache_store._mark_seen``,
+    committed), on a copy of the cache: a new run (every entry rewritten), then the same
+    run again (nothing to change: what a refresh every Nth run would cost the others)."""
     work = db + ".profile-copy"
-    conn = _scratch_copy(db, work)
-    out = []
-    run = conn.execute("SELECT max(seen_run) FROM entries").fetchone()[0]
-    for label in ("every entry refreshed", "nothing to refresh (already this run)"):
-        if label.startswith("every"):
-            run += 1
-        started = time.perf_counter()
-        conn.execute("BEGIN IMMEDIATE")
-        for d, keys in keyed:
-            conn.execute(_SEEN, (run, root_id, "xxh3", d, min(keys), max(keys), run))
-        conn.execute("COMMIT")
-        seconds = time.perf_counter() - started
-        wal = os.path.getsize(work + "-wal") if os.path.exists(work + "-wal") else 0
-        out.append(
-            (
-                f"writer: seen_run UPDATE per group, {label} (WAL {wal / 1e6:.1f} MB)",
-                _per_file(seconds, files),
-                "parent (writer thread)",
-            )
-        )
-    conn.close()
-    _remove_db(work)
-    return out
-
-
-#: Alternations of each A/B pair in ``alternatives``: the best of each side is kept.
-AB_ROUNDS = 7
-
-
-def ab(first, second, rounds: int = AB_ROUNDS) -> tuple[float, float]:
-    """Best seconds of ``first()`` and ``second()``, run alternately: the same noise for both."""
-    best = [float("inf"), float("inf")]
-    for _ in range(rounds):
-        for side, fn in enumerate((first, second)):
-            started = time.perf_counter()
-            fn()
-            best[side] = min(best[side], time.perf_counter() - started)
-    return best[0], best[1]
-
-
-def alternatives(root: str, db: str) -> list[tuple[str, str, str, float, float]]:
-    """What the suggested changes would save, each against today's code path on the same
-    data, alternately (``ab``): (what, today, instead, today us/file, instead us/file)."""
-    import struct
-
-    prefix, groups, paths = _groups(root)
-    files = len(paths)
-    out = []
-
-    a, b = ab(lambda: _stat_paths(paths), lambda: _stat_dir_fd(groups))
-    out.append(("stat", "os.stat(full path)", "os.stat(name, dir_fd=group's dir)", a, b))
-
-    work = db + ".alt"
-    conn = _scratch_copy(db, work)
-    rows = conn.execute(
-        "SELECT root, algos, dir, name, size, mtime_ns, ctime_ns, ino, digests, hashed_ns,"
-        " verified_ns, seen_run FROM entries"
-    ).fetchall()
-    sts = [os.stat(prefix + os.fsdecode(r[2] + r[3]), follow_symlinks=False) for r in rows]
-    pack = struct.Struct("<qqqq").pack
-    packed = [pack(r[4], r[5], r[6], r[7]) for r in rows]
-
-    def valid_call() -> None:
-        for st, r in zip(sts, rows, strict=True):
-            entry_valid(True, r[4], r[5], r[6], r[7], r[9], st)
-
-    def valid_packed() -> None:
-        for st, key in zip(sts, packed, strict=True):
-            _ = pack(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino) == key
-
-    a, b = ab(valid_call, valid_packed)
-    out.append(
-        (
-            "validity",
-            "entry_valid(7 fields)",
-            "one bytes compare (racy rule applied at write)",
-            a,
-            b,
-        )
-    )
-
-    root_id, run = conn.execute("SELECT id, runs FROM roots").fetchone()
-    spans = conn.execute(
-        "SELECT dir, min(name), max(name) FROM entries WHERE root = ? GROUP BY dir", (root_id,)
-    ).fetchall()
-    lazy = _SEEN.replace("seen_run <> ?", "seen_run < ? - 4")
-    state = {"run": run + 100}
-
-    def refresh_every_run() -> None:
-        state["run"] += 1
-        conn.execute("BEGIN IMMEDIATE")
-        for d, low, high in spans:
-            conn.execute(_SEEN, (state["run"], root_id, "xxh3", d, low, high, state["run"]))
-        conn.execute("ROLLBACK")
-
-    def refresh_every_5th() -> None:
-        conn.execute("BEGIN IMMEDIATE")
-        for d, low, high in spans:  # a run within 4 of the last refresh: nothing to write
-            conn.execute(lazy, (state["run"], root_id, "xxh3", d, low, high, run))
-        conn.execute("ROLLBACK")
-
-    a, b = ab(refresh_every_run, refresh_every_5th)
-    out.append(("seen_run", "UPDATE every entry every run", "only entries 5+ runs stale", a, b))
-
-    def insert_into(indexed: bool):
-        def fill() -> None:
-            conn.execute("DROP TABLE IF EXISTS alt")
-            conn.execute(
-                "CREATE TABLE alt(root, algos, dir, name, size, mtime_ns, ctime_ns, ino, digests,"
-                " hashed_ns, verified_ns, seen_run, PRIMARY KEY(root, algos, dir, name))"
-                " WITHOUT ROWID"
-            )
-            if indexed:
-                conn.execute("CREATE INDEX alt_v ON alt(root, algos, verified_ns)")
-            upsert = _UPSERT.replace("INTO entries", "INTO alt")
-            for i in range(0, len(rows), 32_000):  # WRITE_BATCH answers of ~1,000 rows
-                conn.execute("BEGIN IMMEDIATE")
-                for j in range(i, min(i + 32_000, len(rows)), 1000):
-                    conn.executemany(upsert, rows[j : j + 1000])
-                conn.execute("COMMIT")
-
-        return fill
-
-    a, b = ab(insert_into(True), insert_into(False), rounds=3)
-    out.append(("first run", "UPSERT with entries_by_verification", "UPSERT, no such index", a, b))
-    conn.execute("DROP TABLE IF EXISTS alt")
-    conn.close()
-    _remove_db(work)
-    return [(what, x, y, a * 1e6 / files, b * 1e6 / files) for what, x, y, a, b in out]
-
-
-def _scratch_copy(db: str, work: str) -> sqlite3.Connection:
-    """A copy of the cache to write to, opened as cache_store opens it (WAL, NORMAL)."""
     _remove_db(work)
     shutil.copyfile(db, work)
     conn = sqlite3.connect(work, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
-    return conn
+    out = []
+    run = conn.execute("SELECT max(seen_run) FROM entries").fetchone()[0] + 1
+    for label in ("a new run: every entry refreshed", "the same run: nothing to refresh"):
+        started = time.perf_counter()
+        conn.execute("BEGIN IMMEDIATE")
+        _mark_seen(conn, root_id, run, seen)
+        conn.execute("COMMIT")
+        seconds = time.perf_counter() - started
+        wal = os.path.getsize(work + "-wal") if os.path.exists(work + "-wal") else 0
+        what = f"writer: _mark_seen, {label} (WAL now {wal / 1e6:.1f} MB)"
+        out.append((what, _per_file(seconds, files), "parent (writer thread)"))
+    conn.close()
+    _remove_db(work)
+    return out
 
 
 def _remove_db(path: str) -> None:
@@ -755,15 +652,6 @@ def profile_report(args: argparse.Namespace, summary: dict) -> list[str]:
     ]
     for what, us, where in steps:
         lines.append(f"| {what} | {where} | {us:.2f} | {us * files / 1e6:.3f} |")
-    lines += [
-        "",
-        f"Suggested changes against today's path, alternately, best of {AB_ROUNDS} (first run: 3):",
-        "",
-        "| step | today | instead | today us/file | instead us/file | saved |",
-        "|---|---|---|---:|---:|---:|",
-    ]
-    for what, today, instead, a, b in alternatives(root, db):
-        lines.append(f"| {what} | {today} | {instead} | {a:.2f} | {b:.2f} | {1 - b / a:.0%} |")
     lines += [
         "",
         f"cProfile of `{prof['command']}` (inline executor: one thread does the walk, the "
