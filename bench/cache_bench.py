@@ -798,7 +798,8 @@ def render_rss(rss: list[dict]) -> list[str]:
     if not rss:
         return []
     lines = [
-        "## Peak RSS (bench/rss.py: VmHWM polled every 20 ms, warm)",
+        "## Peak RSS (bench/rss.py: VmHWM polled every 20 ms; seconds are no timing: the page "
+        "cache is as the runs before left it)",
         "",
         "| tree | run | seconds | parent peak (MiB) | largest worker peak (MiB) |",
         "|---|---|---:|---:|---:|",
