@@ -498,7 +498,7 @@ def micro(root: str, db: str) -> list[tuple[str, float, str]]:
     prefix, groups, paths = _groups(root)
     files = len(paths)
     with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
-        root_id = conn.execute("SELECT id FROM roots").fetchone()[0]
+        root_id, run = conn.execute("SELECT id, runs FROM roots").fetchone()
     algos = (get_algorithm("xxh3"),)
     encoded = [
         (d, os.fsencode(d[len(prefix) :]), [os.fsencode(n) for n in names])
@@ -506,7 +506,8 @@ def micro(root: str, db: str) -> list[tuple[str, float, str]]:
     ]
 
     def hashing() -> CachedHashing:
-        key = (root_id, -1, len(prefix))
+        # Task.cache: (root id, verification cutoff (-1: none due), prefix length, run).
+        key = (root_id, -1, len(prefix), run + 1)
         return CachedHashing(CacheSpec(db), key, algos, False, HashSettings(), False)
 
     def walk() -> None:
