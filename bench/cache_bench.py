@@ -173,11 +173,10 @@ def cache_path(directory: str) -> str:
 
 
 def run_quiet(argv: list[str]) -> str:
-    """Run a parhash command to fill a cache; its stderr (the summary) for the report."""
-    proc = subprocess.run(
-        argv, cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    text = proc.stderr.decode("utf-8", "replace").strip()
+    """Run a parhash command to fill a cache; what it said, for the report: stderr (a scan's
+    summary; its records go to -o) and stdout (audit's report, with its cache line)."""
+    proc = subprocess.run(argv, cwd=REPO, stdin=subprocess.DEVNULL, capture_output=True)
+    text = (proc.stderr + proc.stdout).decode("utf-8", "replace").strip()
     if proc.returncode != 0:
         log(f"cache_bench: {' '.join(argv)} exited {proc.returncode}: {text[-500:]}")
         raise SystemExit(2)
@@ -217,7 +216,10 @@ def change_files(files: list[str], rnd: int) -> int:
 
 
 def last_line(text: str) -> str:
-    return text.splitlines()[-1] if text.strip() else "(nothing on stderr)"
+    """The command's cache line (``cache: N trusted, ...``), else its last line."""
+    lines = text.splitlines()
+    said = [line for line in lines if "cache: " in line]
+    return (said or lines or ["(nothing said)"])[-1]
 
 
 def cache_entries(subs: dict[str, str], key: str, since_ns: int) -> str:
