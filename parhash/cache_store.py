@@ -207,7 +207,7 @@ def _refuse(app: int, version: int, tables: int, path: str) -> None:
 def _check_length(conn: sqlite3.Connection, path: str) -> None:
     """A file shorter than its header's page count lost its tail (truncated, a full disk
     during a copy): corrupt, where SQLite would report it only on the first missing page."""
-    wal = path + "-wal"
+    wal = sidecar(path, "-wal")
     if os.path.exists(wal) and os.path.getsize(wal) > 0:
         return  # pages may live in the WAL only; SQLite checks the WAL's own checksums
     pages = conn.execute("PRAGMA page_count").fetchone()[0]
@@ -215,6 +215,13 @@ def _check_length(conn: sqlite3.Connection, path: str) -> None:
     if os.path.getsize(path) < pages * page_size:
         raise sqlite3.DatabaseError("file is truncated: database disk image is malformed")
     conn.execute("SELECT count(*) FROM roots").fetchone()
+
+
+def sidecar(path: str, suffix: str) -> str:
+    """The database's WAL (``-wal``) or shared memory (``-shm``): SQLite puts them next to
+    the file a symlink names (its unix VFS resolves links), so a cache file that is a
+    symlink (the cache on another disk) has them there, not next to the link."""
+    return os.path.realpath(path) + suffix if suffix else path
 
 
 def _remove(path: str) -> None:
@@ -279,7 +286,7 @@ class CacheSession:
         found = set()
         for suffix in ("", "-wal", "-shm"):
             with contextlib.suppress(OSError):
-                st = os.stat(self.options.path + suffix)
+                st = os.stat(sidecar(self.options.path, suffix))
                 found.add((st.st_dev, st.st_ino))
         return found
 
@@ -612,7 +619,7 @@ def disk_size(path: str) -> int:
     total = 0
     for suffix in ("", "-wal", "-shm"):
         with contextlib.suppress(FileNotFoundError):
-            total += os.path.getsize(path + suffix)
+            total += os.path.getsize(sidecar(path, suffix))
     return total
 
 
