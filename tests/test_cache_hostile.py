@@ -616,8 +616,8 @@ def test_audit_with_the_cache_of_another_tree_and_host(tmp_path):
     """A manifest made on another host of another copy of the tree (``cp -a``: same names,
     sizes and mtimes, other inodes and ctimes), audited with a cache filled from this tree
     by scans and audits: the same report and the same ``--update``d manifest as without
-    the cache; a file changed behind restored timestamps is still ``corrupted``... when
-    the cache cannot vouch for it (a new inode and ctime), and every class matches."""
+    the cache: a file rewritten behind restored timestamps in the copy is ``corrupted``
+    (its entry was made from the copy's content), and every class matches."""
     original = small_tree(tmp_path / "original", files=10, dirs=2)
     manifest = tmp_path / "m.jsonl"
     assert scan(original, "-f", "jsonl", "--relative", "-o", manifest).returncode == 0
