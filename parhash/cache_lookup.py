@@ -73,7 +73,7 @@ def _reader(path: str) -> sqlite3.Connection:
     if known is not None and known[0] == inode:
         return known[1]
     _drop_reader(path)
-    uri = f"file:{quote(path)}?mode=ro"
+    uri = f"file:{quote(os.fsencode(path))}?mode=ro"  # bytes: any name
     conn = sqlite3.connect(uri, uri=True, timeout=READ_TIMEOUT_S, check_same_thread=False)
     conn.execute("PRAGMA query_only=1")
     _readers.connections[path] = (inode, conn)

@@ -100,6 +100,8 @@ CREATE TABLE IF NOT EXISTS entries(
 DIR_ID = "(SELECT id FROM dirs WHERE root = ? AND path = ?)"
 #: The entries of a root.
 OF_ROOT = "dir IN (SELECT id FROM dirs WHERE root = ?)"
+#: The entries of a root that its run number ? (the previous one) or a later one saw.
+_LIVE = OF_ROOT + " AND seen_run >= ?"
 
 _UPSERT = (
     "INSERT OR REPLACE INTO entries(dir, name, size, value, racy, verified_ns, seen_run)"
@@ -207,7 +209,7 @@ def _refuse(app: int, version: int, tables: int, path: str) -> None:
 def _check_length(conn: sqlite3.Connection, path: str) -> None:
     """A file shorter than its header's page count lost its tail (truncated, a full disk
     during a copy): corrupt, where SQLite would report it only on the first missing page."""
-    wal = path + "-wal"
+    wal = sidecar(path, "-wal")
     if os.path.exists(wal) and os.path.getsize(wal) > 0:
         return  # pages may live in the WAL only; SQLite checks the WAL's own checksums
     pages = conn.execute("PRAGMA page_count").fetchone()[0]
@@ -215,6 +217,13 @@ def _check_length(conn: sqlite3.Connection, path: str) -> None:
     if os.path.getsize(path) < pages * page_size:
         raise sqlite3.DatabaseError("file is truncated: database disk image is malformed")
     conn.execute("SELECT count(*) FROM roots").fetchone()
+
+
+def sidecar(path: str, suffix: str) -> str:
+    """The database's WAL (``-wal``) or shared memory (``-shm``): SQLite puts them next to
+    the file a symlink names (its unix VFS resolves links), so a cache file that is a
+    symlink (the cache on another disk) has them there, not next to the link."""
+    return os.path.realpath(path) + suffix if suffix else path
 
 
 def _remove(path: str) -> None:
@@ -279,7 +288,7 @@ class CacheSession:
         found = set()
         for suffix in ("", "-wal", "-shm"):
             with contextlib.suppress(OSError):
-                st = os.stat(self.options.path + suffix)
+                st = os.stat(sidecar(self.options.path, suffix))
                 found.add((st.st_dev, st.st_ino))
         return found
 
@@ -330,12 +339,17 @@ class CacheSession:
             root_id, run, rate = conn.execute(
                 "SELECT id, runs, rate FROM roots WHERE path = ? AND algos = ?", (path, self.algos)
             ).fetchone()
-        cutoff = self._cutoff(root_id, rate)
+        cutoff = self._cutoff(root_id, run, rate)
         return _Root(root_id, run, cutoff, 0 if named else len(child_prefix(root)), rate)
 
-    def _cutoff(self, root_id: int, rate: float | None) -> int:
+    def _cutoff(self, root_id: int, run: int, rate: float | None) -> int:
         """Hits verified at or before this time are read again this run: the stalest
-        entries until the budget is met, and any older than ``--verify-max-age``."""
+        entries until the budget is met, and any older than ``--verify-max-age``.
+
+        The budget counts only entries the root's previous run saw: an entry whose file
+        is gone stays for ``TTL_RUNS`` runs with its old verification time, and counted it
+        would be the stalest every run, spending the budget on files no run meets (ten
+        deleted files verified nothing of a 20% budget on 50 entries)."""
         options = self.options
         cutoff = -1
         if options.max_age_s is not None:
@@ -348,14 +362,14 @@ class CacheSession:
             want_bytes = budget.seconds * (rate or DEFAULT_RATE)
         if budget.fraction:
             total_bytes, total_count = self.conn.execute(
-                f"SELECT coalesce(sum(size), 0), count(*) FROM entries WHERE {OF_ROOT}",
-                (root_id,),
+                f"SELECT coalesce(sum(size), 0), count(*) FROM entries WHERE {_LIVE}",
+                (root_id, run - 1),
             ).fetchone()
             want_bytes, want_count = budget.fraction * total_bytes, budget.fraction * total_count
         got_bytes = 0
         rows = self.conn.execute(
-            f"SELECT verified_ns, size FROM entries WHERE {OF_ROOT} ORDER BY verified_ns",
-            (root_id,),
+            f"SELECT verified_ns, size FROM entries WHERE {_LIVE} ORDER BY verified_ns",
+            (root_id, run - 1),
         )
         for got_count, (verified_ns, size) in enumerate(rows):
             if got_bytes >= want_bytes and got_count >= want_count:
@@ -612,7 +626,7 @@ def disk_size(path: str) -> int:
     total = 0
     for suffix in ("", "-wal", "-shm"):
         with contextlib.suppress(FileNotFoundError):
-            total += os.path.getsize(path + suffix)
+            total += os.path.getsize(sidecar(path, suffix))
     return total
 
 
