@@ -32,10 +32,15 @@ READ_TIMEOUT_S = 5.0
 
 _FETCH = (
     "SELECT name, value FROM entries WHERE dir = (SELECT id FROM dirs WHERE root = ?"
-    " AND path = ?) AND name BETWEEN ? AND ? AND racy < ? AND verified_ns {} ?"
+    " AND path = ?) AND name BETWEEN ? AND ? AND racy < ? AND {}"
 )
-#: Entries verified after the cutoff (trusted), and those due for verification.
-_FETCH_TRUSTED, _FETCH_DUE = _FETCH.format(">"), _FETCH.format("<=")
+#: Entries verified after the cutoff (trusted), and those due for verification: verified
+#: at or before the cutoff, or "after now" (while the clock ran ahead, a VM before NTP: a
+#: time in the future would never come due otherwise).
+_FETCH_TRUSTED = _FETCH.format("verified_ns > ? AND verified_ns <= ?")
+_FETCH_DUE = _FETCH.format("(verified_ns <= ? OR verified_ns > ?)")
+#: The "now" of a run without a budget: every entry is trusted, whenever it was verified.
+_NEVER = (1 << 63) - 1
 
 _DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_PATH", 0)
 _DIR_FLAGS |= getattr(os, "O_CLOEXEC", 0)
@@ -117,6 +122,8 @@ class CachedHashing:
         self.mismatched: list[str] = []
         self.error: str | None = None
         self.conn: sqlite3.Connection | None = None  #: ``_reader``'s, taken once per task
+        #: Verification times after this are in the future: due (``_FETCH_DUE``).
+        self.now = time.time_ns()
 
     def answer(self) -> tuple:
         return (
@@ -139,12 +146,14 @@ class CachedHashing:
         if self.error is not None:
             return {}, {}
         limit = racy_limit(self.spec.full_trust)
-        args = (self.root_id, directory, low, high, limit, self.cutoff_ns)
+        budget = self.cutoff_ns >= 0
+        now = self.now if budget else _NEVER
+        args = (self.root_id, directory, low, high, limit, self.cutoff_ns, now)
         try:
             if self.conn is None:
                 self.conn = _reader(self.spec.path)
             trusted = dict(self.conn.execute(_FETCH_TRUSTED, args))
-            due = dict(self.conn.execute(_FETCH_DUE, args)) if self.cutoff_ns >= 0 else {}
+            due = dict(self.conn.execute(_FETCH_DUE, args)) if budget else {}
         except (sqlite3.Error, OSError) as exc:
             self.error = str(exc)
             _drop_reader(self.spec.path)

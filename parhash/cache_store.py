@@ -367,15 +367,20 @@ class CacheSession:
             ).fetchone()
             want_bytes, want_count = budget.fraction * total_bytes, budget.fraction * total_count
         got_bytes = 0
+        # Verified "in the future" (a clock that ran ahead) first: they are due anyway
+        # (cache_lookup._FETCH_DUE) and count against the budget, not as a cutoff.
+        now = self.started_ns
         rows = self.conn.execute(
-            f"SELECT verified_ns, size FROM entries WHERE {_LIVE} ORDER BY verified_ns",
-            (root_id, run - 1),
+            f"SELECT verified_ns, size FROM entries WHERE {_LIVE}"
+            " ORDER BY verified_ns > ? DESC, verified_ns",
+            (root_id, run - 1, now),
         )
         for got_count, (verified_ns, size) in enumerate(rows):
             if got_bytes >= want_bytes and got_count >= want_count:
                 break
             got_bytes += size
-            cutoff = max(cutoff, verified_ns)
+            if verified_ns <= now:
+                cutoff = max(cutoff, verified_ns)
         return cutoff
 
     # -- answers -----------------------------------------------------------------------

@@ -571,7 +571,7 @@ def print_summary(summary) -> None:
     from parhash.progress import human_bytes, human_seconds
 
     cache = summary.cache
-    read = summary.bytes if cache is None else cache.read_bytes
+    read = summary.bytes if cache is None or not cache.available else cache.read_bytes
     rate = read / summary.elapsed if summary.elapsed > 0 else 0.0
     errors = plural(summary.errors, "error")
     done = "hashed" if cache is None else "checked"

@@ -697,11 +697,6 @@ def _shift_verification(cache: Path, seconds: float) -> None:
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.xfail(
-    strict=True,
-    reason="entries verified while the clock ran ahead are never due: --verify-max-age "
-    "compares verified_ns > now - age, and stalest-first sorts them last",
-)
 def test_verification_made_while_the_clock_ran_ahead_is_due(tmp_path):
     """A machine's clock a year ahead (a VM before NTP) when the cache was filled, then
     corrected: ``--verify-max-age 0`` (re-read every hit) must still re-read them."""
