@@ -54,7 +54,8 @@ class CacheSpec:
     """What every task of a cached run shares (``WorkSpec.cache``)."""
 
     path: str
-    full_trust: bool = True
+    #: Bytes of the stamp compared (``CacheOptions.stamp_length``: the --cache-trust fields).
+    stamp_length: int = STAMP_LENGTH
     #: Wall-clock end of a duration ``--verify-budget`` (ns since the epoch): no hit is
     #: read again for verification after it.
     deadline_ns: int | None = None
@@ -145,7 +146,7 @@ class CachedHashing:
         to trust, and those due for a verifying read (only with a budget or a max age)."""
         if self.error is not None:
             return {}, {}
-        limit = racy_limit(self.spec.full_trust)
+        limit = racy_limit(self.spec.stamp_length)
         budget = self.cutoff_ns >= 0
         now = self.now if budget else _NEVER
         args = (self.root_id, directory, low, high, limit, self.cutoff_ns, now)
@@ -209,7 +210,7 @@ class CachedHashing:
         of the range that this group does not hold. This loop is the whole per-file cost
         of an unchanged tree: a dict lookup, one stat, one ``startswith``."""
         now = time.time_ns()  # before any stat or read: conservative for the racy rule
-        full, settings, follow = self.spec.full_trust, self.settings, self.follow
+        trust, settings, follow = self.spec.stamp_length, self.settings, self.follow
         deadline = self.spec.deadline_ns
         one = len(self.algos) == 1
         smallest, largest = settings.min_size, settings.max_size
@@ -234,7 +235,7 @@ class CachedHashing:
                 to_read.append(index)  # the read reports why
                 continue
             if (
-                not value.startswith(stamp(st, full))
+                not value.startswith(stamp(st, trust))
                 or st.st_mode & 0o170000 != stat.S_IFREG
                 or st.st_dev in pseudo
             ):
@@ -262,7 +263,7 @@ class CachedHashing:
         batch = [paths[i] for i in to_read]
         reads = hash_files(batch, self.algos, self.follow, self.settings, self.named, stats)
         pseudo = self.settings.pseudo_devices
-        full = self.spec.full_trust
+        trust = self.spec.stamp_length
         for index, raw, st in zip(to_read, reads, stats, strict=True):
             raws[index] = raw
             if type(raw) is not tuple or raw[3] is not None or st is None:
@@ -284,5 +285,5 @@ class CachedHashing:
                 self.hashed += 1
                 continue
             self.verified += 1
-            if old[STAMP_LENGTH:] != value[STAMP_LENGTH:] and old.startswith(stamp(st, full)):
+            if old[STAMP_LENGTH:] != value[STAMP_LENGTH:] and old.startswith(stamp(st, trust)):
                 self.mismatched.append(paths[index])

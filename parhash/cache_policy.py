@@ -5,7 +5,7 @@ A cache hit means "this file's metadata is what it was when its content was hash
 mtime (root can restore the ctime too, with the clock or a raw device), is invisible to a
 stat. So the rules here are in two halves:
 
-- **Trust** (``CacheOptions.trust``, ``entry_valid``): an entry stands for the file when size,
+- **Trust** (``CacheOptions.trust``, ``stamp``): an entry stands for the file when size,
   mtime_ns, ctime_ns and inode all equal the file's stat now (restic's and bup's rule: ctime
   changes on every write and on every ``touch -d``, so a tool that restores the mtime still
   shows). ``--cache-trust size,mtime`` drops ctime and inode for filesystems where they are
@@ -28,9 +28,12 @@ import re
 import struct
 from dataclasses import dataclass
 
-#: The fields a valid entry must match, by default, and the minimum ``--cache-trust``.
-FULL_TRUST = frozenset({"size", "mtime", "ctime", "inode"})
-MIN_TRUST = frozenset({"size", "mtime"})
+#: The stat fields an entry records, in the order of its stamp (``stamp``). A
+#: ``--cache-trust`` choice is a prefix of them: the fields compared are the stamp's
+#: first bytes (size and mtime always; then ctime; then the inode, only with ctime).
+STAMP_FIELDS = ("size", "mtime", "ctime", "inode")
+FULL_TRUST = frozenset(STAMP_FIELDS)
+MIN_TRUST = frozenset(STAMP_FIELDS[:2])
 
 #: An entry whose file changed (mtime, or ctime when trusted) less than this before it was
 #: hashed is never trusted. Timestamp granularity is 1 ns on ext4/xfs/btrfs, but 2 s on
@@ -82,8 +85,14 @@ class CacheOptions:
         return os.path.join(self.directory, CACHE_FILE)
 
     @property
-    def full_trust(self) -> bool:
-        return self.trust >= FULL_TRUST
+    def trusted_fields(self) -> tuple[str, ...]:
+        """The fields compared, in stamp order."""
+        return STAMP_FIELDS[: len(self.trust)]
+
+    @property
+    def stamp_length(self) -> int:
+        """Bytes of an entry's stamp that must equal the file's (``stamp``)."""
+        return 8 * len(self.trust)
 
 
 def cache_directory(explicit: str | None = None) -> str:
@@ -109,6 +118,8 @@ def parse_trust(text: str) -> frozenset[str]:
         raise ValueError(f"unknown field {unknown[0]!r}; choose from size, mtime, ctime, inode")
     if not fields >= MIN_TRUST:
         raise ValueError("size and mtime are always required (e.g. size,mtime)")
+    if set(STAMP_FIELDS[: len(fields)]) != fields:  # the inode without the ctime
+        raise ValueError("inode is compared only together with ctime (size,mtime,ctime,inode)")
     return frozenset(fields)
 
 
@@ -204,27 +215,25 @@ def library_cache_options(given: dict) -> CacheOptions | None:
     )
 
 
-#: An entry's stat fields, packed: size, mtime_ns, ctime_ns (signed 64-bit), inode
-#: (unsigned 64-bit: overlayfs with xino and NFS file ids use the high bit). The entry's
-#: value is this stamp followed by its raw digests (``entry_value``), so a lookup is one
-#: ``startswith`` per file instead of four field comparisons (issue 12).
-_FULL = struct.Struct("<qqqQ")
-#: What ``--cache-trust size,mtime`` compares: the stamp's first two fields.
-_RELAXED = struct.Struct("<qq")
+#: An entry's stat fields (``STAMP_FIELDS``), packed: size, mtime_ns, ctime_ns (signed
+#: 64-bit), inode (unsigned 64-bit: overlayfs with xino and NFS file ids use the high bit).
+#: The entry's value is this stamp followed by its raw digests (``entry_value``), so a
+#: lookup is one ``startswith`` per file instead of four field comparisons (issue 12).
+_STAMP = struct.Struct("<qqqQ")
 #: Bytes of the stamp at the head of an entry's value.
-STAMP_LENGTH = _FULL.size
+STAMP_LENGTH = _STAMP.size
 
-#: ``racy`` column values: trusted under both rules; racy only under full trust (the
-#: ctime was too recent); racy under both (the mtime was). A lookup fetches entries whose
-#: racy value is below ``racy_limit(full_trust)``.
+#: ``racy`` column values: trusted under both rules; racy only when the ctime is
+#: compared (the ctime was too recent); racy under both (the mtime was). A lookup fetches
+#: entries whose racy value is below ``racy_limit``.
 NOT_RACY, RACY_CTIME, RACY_MTIME = 0, 1, 2
 
 
-def stamp(st: os.stat_result, full_trust: bool = True) -> bytes:
-    """The stat fields the trust rule compares, as the head of an entry's value."""
-    if full_trust:
-        return _FULL.pack(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
-    return _RELAXED.pack(st.st_size, st.st_mtime_ns)
+def stamp(st: os.stat_result, length: int = STAMP_LENGTH) -> bytes:
+    """The first ``length`` bytes of the stamp (``CacheOptions.stamp_length``): what the
+    trust rule compares, as the head of an entry's value."""
+    packed = _STAMP.pack(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+    return packed if length == STAMP_LENGTH else packed[:length]
 
 
 def entry_value(st: os.stat_result, digests: tuple[str, ...]) -> bytes:
@@ -252,6 +261,7 @@ def racy(st: os.stat_result, hashed_ns: int) -> int:
     return NOT_RACY
 
 
-def racy_limit(full_trust: bool) -> int:
-    """Entries with a ``racy`` value below this can be trusted."""
-    return RACY_CTIME if full_trust else RACY_MTIME
+def racy_limit(stamp_length: int) -> int:
+    """Entries with a ``racy`` value below this can be trusted: a recent ctime matters only
+    where the ctime is compared."""
+    return RACY_CTIME if stamp_length > 16 else RACY_MTIME

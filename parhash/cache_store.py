@@ -227,11 +227,13 @@ def sidecar(path: str, suffix: str) -> str:
 
 
 def _remove(path: str) -> None:
-    """Delete a corrupt cache (its WAL and shared memory too); a file that cannot be
-    deleted stays, and is found corrupt again (then: no cache, one warning)."""
+    """Delete a corrupt cache: the file (a symlink itself, never what it names) and its
+    WAL and shared memory (where SQLite put them: ``sidecar``), so a new file never meets
+    the old WAL. A file that cannot be deleted stays, and is found corrupt again (then:
+    no cache, one warning)."""
     for suffix in ("", "-wal", "-shm"):
         with contextlib.suppress(OSError):
-            os.unlink(path + suffix)
+            os.unlink(sidecar(path, suffix))
 
 
 @dataclass
@@ -242,7 +244,6 @@ class _Root:
     run: int
     cutoff_ns: int
     base_len: int
-    rate: float | None = None
 
 
 def open_session(options: CacheOptions, algos: tuple[str, ...], warn) -> CacheSession | None:
@@ -271,8 +272,6 @@ class CacheSession:
         if note:
             warn(note)
         self.roots: dict[str, _Root] = {}
-        #: This run's number for each root id (what ``seen_run`` is set to).
-        self.runs: dict[int, int] = {}
         self.counts = CacheCounts(path=options.path)
         self.deadline_ns = self._deadline()
         self.writer = _Writer(options.path)
@@ -296,7 +295,7 @@ class CacheSession:
         """What the workers need (``cache_lookup.CacheSpec``)."""
         from parhash.cache_lookup import CacheSpec
 
-        return CacheSpec(self.options.path, self.options.full_trust, self.deadline_ns)
+        return CacheSpec(self.options.path, self.options.stamp_length, self.deadline_ns)
 
     def _deadline(self) -> int | None:
         seconds = self.options.budget.seconds
@@ -321,7 +320,6 @@ class CacheSession:
                 self._failed(exc)
                 return None
             self.roots[key] = entry
-            self.runs[entry.root_id] = entry.run
         return entry.root_id, entry.cutoff_ns, entry.base_len, entry.run
 
     def _register(self, root: str, named: bool) -> _Root:
@@ -340,7 +338,7 @@ class CacheSession:
                 "SELECT id, runs, rate FROM roots WHERE path = ? AND algos = ?", (path, self.algos)
             ).fetchone()
         cutoff = self._cutoff(root_id, run, rate)
-        return _Root(root_id, run, cutoff, 0 if named else len(child_prefix(root)), rate)
+        return _Root(root_id, run, cutoff, 0 if named else len(child_prefix(root)))
 
     def _cutoff(self, root_id: int, run: int, rate: float | None) -> int:
         """Hits verified at or before this time are read again this run: the stalest
@@ -385,35 +383,37 @@ class CacheSession:
 
     # -- answers -----------------------------------------------------------------------
 
-    def absorb(self, root_id: int, answer: tuple) -> list[str]:
-        """Count one task's cache answer and queue its writes; the warnings it brings."""
+    def absorb(self, key: tuple[int, int, int, int], answer: tuple) -> None:
+        """Count one task's cache answer (the task's ``task_key``), warn about what it
+        found, and queue its writes."""
         rows, dirs, seen, trusted, verified, hashed, read_bytes, mismatched, error = answer
         counts = self.counts
         counts.trusted += trusted
         counts.verified += verified
         counts.hashed += hashed
         counts.read_bytes += read_bytes
-        warnings = []
-        for path in mismatched or ():
-            counts.mismatched += 1
-            fields = "size, mtime, ctime and inode" if self.options.full_trust else "size and mtime"
-            warnings.append(
+        counts.mismatched += len(mismatched)
+        *first, last = self.options.trusted_fields
+        fields = f"{', '.join(first)} and {last}"
+        for path in mismatched:
+            self.warn(
                 f"{path}: content differs from the cached digest, but {fields} did not "
                 "change (bit rot, or a write that restored the timestamps)"
             )
         if error is not None:
-            warnings.extend(self._worker_error(error))
+            self._worker_error(error)
         if (rows or seen) and not self.writer.failed:
-            self.writer.put((root_id, self.runs[root_id], rows, dirs, seen))
-        return warnings
+            root_id, _, _, run = key
+            self.writer.put((root_id, run, rows, dirs, seen))
 
-    def _worker_error(self, error: str) -> list[str]:
+    def _worker_error(self, error: str) -> None:
         if "malformed" in error or "not a database" in error:
             self.rebuild = True
-        if error in self.warned:
-            return []
-        self.warned.add(error)
-        return [f"cache {self.options.path} unreadable in a worker ({error}): its files were read"]
+        if error not in self.warned:
+            self.warned.add(error)
+            self.warn(
+                f"cache {self.options.path} unreadable in a worker ({error}): its files were read"
+            )
 
     def _failed(self, exc: sqlite3.Error) -> None:
         if _corrupt(exc):
@@ -448,10 +448,10 @@ class CacheSession:
         if not self.counts.trusted:
             return None
         oldest = None
-        for root_id, run in self.runs.items():
+        for entry in self.roots.values():
             (value,) = self.conn.execute(
                 f"SELECT min(verified_ns) FROM entries WHERE {OF_ROOT} AND seen_run = ?",
-                (root_id, run),
+                (entry.root_id, entry.run),
             ).fetchone()
             if value is not None and (oldest is None or value < oldest):
                 oldest = value

@@ -101,7 +101,6 @@ class _Run:
         ids,
         contexts,
         cache: CacheSession | None = None,
-        warn=None,
     ):
         self.executor = executor
         self.rendering = rendering
@@ -109,7 +108,6 @@ class _Run:
         self.contexts: dict[int, Context] = contexts
         self.links = LinkResolver(self.submit, ids) if options.dedupe_links else None
         self.cache: CacheSession | None = cache
-        self.warn = warn
 
     def submit(self, context: Context) -> None:
         """Run one more task (a link's read, a retry): registered, then injected."""
@@ -122,9 +120,7 @@ class _Run:
             return self.lost(context)
         result: TaskResult = answer  # type: ignore[assignment]
         if result.cache is not None and self.cache is not None:
-            for message in self.cache.absorb(context.task.cache[0], result.cache):  # type: ignore[index]
-                if self.warn is not None:
-                    self.warn(message)
+            self.cache.absorb(context.task.cache, result.cache)  # type: ignore[arg-type]
         records = context.ready
         rows_only = self.rendering is None
         if rows_only and result.rows:
@@ -174,7 +170,7 @@ def iter_chunks(
     hash-cache session (its owner closes it).
     """
     found = found or WalkProgress()
-    warn = progress.warn if progress is not None else (cache.warn if cache is not None else None)
+    warn = progress.warn if progress is not None else None
     jobs = resolve_jobs(options.jobs, warn)
     settings = options.hash_settings()
     ids = itertools.count()
@@ -189,7 +185,7 @@ def iter_chunks(
     executor = make_executor(spec, jobs, counters, warn)
     if progress is not None:
         executor.on_start = lambda: progress.start(counters, found)
-    run = _Run(executor, options, rendering, ids, contexts, cache, warn)
+    run = _Run(executor, options, rendering, ids, contexts, cache)
     try:
         for answer in executor.results(itertools.chain((first,), tasks)):
             chunk = run.answer(answer)

@@ -308,11 +308,13 @@ def test_trusted_records_equal_a_run_without_cache_in_every_field(aged, tmp_path
 # -- 2. edit, mtime restored: ctime shows it ----------------------------------------------
 
 
-def test_edit_with_restored_mtime_is_read_again_by_its_ctime(aged, tmp_path):
+@pytest.mark.parametrize("trust", [(), ("--cache-trust", "size,mtime,ctime")])
+def test_edit_with_restored_mtime_is_read_again_by_its_ctime(aged, tmp_path, trust):
+    """Default trust, and ``size,mtime,ctime`` (the ctime alone is enough to see it)."""
     tree, cache = aged("plain"), tmp_path / "cache"
-    ok(scan(cache, tree))
+    ok(scan(cache, *trust, tree))
     new = rewrite_keeping_stat(tree / "alpha.txt")
-    second, opened = traced_scan(cache, tree, tmp_path / "strace.log")
+    second, opened = traced_scan(cache, tree, tmp_path / "strace.log", *trust)
     ok(second)
     assert digests(second) == expected(tree)
     assert digests(second)[key(tree / "alpha.txt")] == sha(new)
@@ -785,6 +787,7 @@ def test_check_has_no_cache_option(tmp_path):
         (["--cache", "--verify-budget", "-5%"], "-5%"),
         (["--cache", "--cache-trust", "size"], "size and mtime"),
         (["--cache", "--cache-trust", "size,mtime,colour"], "colour"),
+        (["--cache", "--cache-trust", "size,mtime,inode"], "ctime"),
         (["--cache", "--verify-max-age", "soon"], "soon"),
         (["--verify-budget", "5%"], "--cache"),
         (["--cache-trust", "size,mtime"], "--cache"),
