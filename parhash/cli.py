@@ -501,7 +501,8 @@ def guarded(
     except OutputError as exc:
         code = ExitCode.BROKEN_PIPE if exc.broken_pipe else _fatal(exc.message)
     except FatalError as exc:
-        code = _fatal(f"error: {exc}")
+        _fatal(f"error: {exc}")
+        code = exc.exit_code
     except Exception as exc:
         message = exhausted(exc)
         if message is None or os.environ.get("PARHASH_DEBUG"):

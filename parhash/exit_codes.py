@@ -16,6 +16,10 @@ class ExitCode(IntEnum):
     OK = 0  #: every file was hashed
     FILE_ERRORS = 1  #: the run finished, but some files produced error records
     FATAL = 2  #: usage error or fatal problem (bad argument, missing root, output not writable)
+    #: ``--allowed-signers``: the input's signature was refused (missing, malformed, unknown
+    #: key, wrong namespace, not matching, expired, or the manifest is too old); nothing
+    #: was scanned. Not 1, which means "changes found" / "files failed".
+    BAD_SIGNATURE = 3
     BROKEN_PIPE = (
         141  #: stdout was closed by the reader (``| head``), as the C tools die of SIGPIPE
     )
@@ -32,6 +36,7 @@ EXIT_STATUS_WORDS: dict[int, str] = {
     "warning says so)",
     1: "some files could not be hashed (error records)",
     2: "usage or fatal error",
+    3: "signature refused (--allowed-signers): nothing was scanned",
     70: "internal error (a bug: please report it)",
     129: "hung up (SIGHUP: the terminal was closed)",
     130: "interrupted (SIGINT)",
@@ -52,7 +57,10 @@ def exit_status_help(words: dict[int, str] | None = None) -> str:
 
 
 class FatalError(Exception):
-    """A problem that ends the run with one clear line on stderr and ``ExitCode.FATAL``."""
+    """A problem that ends the run with one clear line on stderr and ``ExitCode.FATAL``
+    (a subclass may name another code in ``exit_code``)."""
+
+    exit_code: ExitCode = ExitCode.FATAL
 
 
 def exhausted(exc: BaseException) -> str | None:
