@@ -134,7 +134,9 @@ def check(
     """Verify checksum files as ``parhash check`` does (``-`` reads stdin); the ``name: OK``
     and ``FAILED`` lines go to ``out`` if given. ``options``: ``check.CheckOptions``' fields,
     named as the CLI's options (``algo``, ``quiet``, ``status``, ``strict``, ``warn``,
-    ``ignore_missing``, ``zero``). Returns a ``commands.check.CheckResult``: ``exit_code``,
+    ``ignore_missing``, ``zero``), and ``allowed_signers``, ``identity``,
+    ``max_manifest_age`` (``signing.SignatureRefused`` when refused). Returns a
+    ``commands.check.CheckResult``: ``exit_code``,
     ``ok``, ``mismatched``, ``unreadable``, ``unopened``, ``malformed``, ``messages``,
     ``warnings``."""
     from dataclasses import replace
@@ -144,14 +146,23 @@ def check(
     from parhash.commands import Warnings
     from parhash.commands import check as command
     from parhash.commands.outputs import committed
+    from parhash.signing import VERIFY_KEYWORDS, library_verify_options
 
+    verify = library_verify_options(options)
+    options = {k: v for k, v in options.items() if k not in VERIFY_KEYWORDS}
     chosen = CheckOptions(**options)  # type: ignore[arg-type]
     if chosen.algo:
         chosen = replace(chosen, algo=canonical(chosen.algo))
     warnings = Warnings()
     with committed() as outputs:
         result = command.run(
-            list(sums_files), chosen, out, outputs, jobs=jobs, progress=lambda: warnings
+            list(sums_files),
+            chosen,
+            out,
+            outputs,
+            jobs=jobs,
+            progress=lambda: warnings,
+            verify=verify,
         )
     return replace(result, warnings=tuple(warnings.messages))
 
@@ -166,7 +177,9 @@ def audit(
     ``cache_dir``, ``cache_trust``, ``verify_budget``, ``verify_max_age``) and the
     selection options that replace the recorded ones (``exclude=[...]``, ``max_depth``,
     ``hidden``, ``gitignore``, ``min_size``/``max_size`` in bytes, ``follow_symlinks``,
-    ``one_file_system``). Returns a ``commands.audit.AuditResult``: ``exit_code``,
+    ``one_file_system``), the signature options (``allowed_signers``, ``identity``,
+    ``max_manifest_age``; ``sign`` a key path, with ``update``). Returns a
+    ``commands.audit.AuditResult``: ``exit_code``,
     ``counts`` per class, ``changes``, ``roots``, ``updated``, ``messages``."""
     from dataclasses import replace
 

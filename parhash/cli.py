@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from parhash import versions
+from parhash import cli_signing, versions
 from parhash.algorithms import ALGORITHMS, UnknownAlgorithm, canonical, canonical_list
+from parhash.cli_signing import AllowedSigners, Identity, MaxManifestAge, SignKey
 from parhash.exit_codes import ExitCode, FatalError, exhausted, exit_status_help
 from parhash.help import Command, Group, examples
 from parhash.output import color_enabled, err, sanitize
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from parhash.commands.outputs import Outputs
     from parhash.commands.scan import ScanFormat, ScanInputs
     from parhash.options import ScanOptions
+    from parhash.signing import VerifyOptions
 
 EXIT_CODES_HELP = exit_status_help()
 
@@ -389,6 +391,7 @@ def scan(
     cache_trust: CacheTrust = None,
     verify_budget: VerifyBudget = None,
     verify_max_age: VerifyMaxAge = None,
+    sign: SignKey = None,
 ) -> None:
     """Hash every regular file below PATHS and print one record per file."""
     from parhash.commands.scan import ScanFormat, ScanInputs
@@ -416,7 +419,11 @@ def scan(
         null=null,
         exclude_files=tuple(exclude_from or ()),
     )
-    layout = ScanFormat(fmt.value, tag=tag, zero=zero, relative=relative, sort=sort)
+    if sign is not None and output in (None, "-"):
+        raise typer.BadParameter(
+            "needs -o FILE (the signature goes beside it)", param_hint="--sign"
+        )
+    layout = ScanFormat(fmt.value, tag=tag, zero=zero, relative=relative, sort=sort, sign=sign)
     raise typer.Exit(int(run_scan(inputs, options, layout, output, progress, quiet)))
 
 
@@ -732,9 +739,13 @@ def check(
     ] = False,
     jobs: Jobs = None,
     progress: Progress = None,
+    allowed_signers: AllowedSigners = None,
+    identity: Identity = None,
+    max_manifest_age: MaxManifestAge = None,
 ) -> None:
     """Verify files against checksum files (sha256sum -c, b3sum --check, xxhsum -c)."""
     from parhash.checking import CheckOptions
+    from parhash.cli_signing import verify_options
 
     options = CheckOptions(
         algo=_check_algo(algo) if algo else None,
@@ -745,11 +756,18 @@ def check(
         ignore_missing=ignore_missing,
         zero=zero,
     )
-    raise typer.Exit(int(run_check(sums_files or ["-"], options, jobs=jobs, progress=progress)))
+    verify = verify_options(allowed_signers, identity, max_manifest_age)
+    names = sums_files or ["-"]
+    raise typer.Exit(int(run_check(names, options, jobs=jobs, progress=progress, verify=verify)))
 
 
 def run_check(
-    names: list[str], options: CheckOptions, *, jobs: int | None, progress: bool | None
+    names: list[str],
+    options: CheckOptions,
+    *,
+    jobs: int | None,
+    progress: bool | None,
+    verify: VerifyOptions | None = None,
 ) -> ExitCode:
     """A check (``commands.check``) with its closing warnings on stderr; see ``guarded``."""
     from parhash.commands import check as command
@@ -757,7 +775,10 @@ def run_check(
 
     def body(outputs: Outputs) -> ExitCode:
         bar = functools.partial(make_progress, progress, quiet=False)
-        result = command.run(names, options, outputs.stdout(), outputs, jobs=jobs, progress=bar)
+        stdout = outputs.stdout()
+        result = command.run(
+            names, options, stdout, outputs, jobs=jobs, progress=bar, verify=verify
+        )
         for message in result.messages:
             err(f"parhash: {message}")
         return result.exit_code
@@ -787,6 +808,7 @@ AUDIT_EPILOG = (
             1: "changes in a --fail-on class",
             2: "fatal (bad manifest, missing root, an --update that would lose entries, a "
             "--metrics file that cannot be written)",
+            3: "--allowed-signers refused the manifest's signature: nothing was scanned",
         }
     )
 )
@@ -891,11 +913,16 @@ def audit(
             show_default=False,
         ),
     ] = None,
+    allowed_signers: AllowedSigners = None,
+    identity: Identity = None,
+    max_manifest_age: MaxManifestAge = None,
+    sign: SignKey = None,
 ) -> None:
     """Compare a tree with a saved manifest and report exactly what changed.
 
     The selection options (-e, --exclude-from, -d, --hidden/--no-hidden, --gitignore,
     --min-size, --max-size, -L, -x) default to those the manifest recorded."""
+    from parhash.cli_signing import verify_options
     from parhash.commands.audit import AuditOptions, parse_fail_on
 
     try:
@@ -927,7 +954,13 @@ def audit(
         color=color_enabled(sys.stdout),  # the report is on stdout: colour if that is a TTY
         selection=overrides,
         cache=_cache_options(cache, cache_dir, cache_trust, verify_budget, verify_max_age),
+        verify=verify_options(allowed_signers, identity, max_manifest_age),
+        sign=sign,
     )
+    if sign is not None and not update:
+        raise typer.BadParameter(
+            "needs --update (it signs the rewritten manifest)", param_hint="--sign"
+        )
     if metrics == "-":
         raise typer.BadParameter("needs a file (stdout carries the report)", param_hint="--metrics")
     raise typer.Exit(int(run_audit(manifest, root, options, progress=progress, metrics=metrics)))
@@ -977,6 +1010,20 @@ def run_audit(
 
 def _notify(message: str) -> None:
     err(f"parhash: {message}")
+
+
+# -- parhash sign | verify ----------------------------------------------------------------
+
+app.command(
+    cls=Command,
+    epilog=cli_signing.SIGN_EPILOG,
+    short_help="Sign files into FILE.sig (SSH signatures, as ssh-keygen -Y sign).",
+)(cli_signing.sign)
+app.command(
+    cls=Command,
+    epilog=cli_signing.VERIFY_EPILOG,
+    short_help="Check FILE.sig against an allowed_signers file.",
+)(cli_signing.verify)
 
 
 # -- parhash cache stats | prune | clear ---------------------------------------------------

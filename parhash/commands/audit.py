@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from parhash.commands.outputs import Outputs
     from parhash.model import CacheCounts, Summary
     from parhash.pipeline import ProgressSink
+    from parhash.signing import SignSpec, VerifyOptions
 
 #: Report formats.
 FORMATS = ("human", "jsonl", "json")
@@ -46,6 +47,10 @@ class AuditOptions:
     selection: Mapping[str, object] = field(default_factory=dict)
     #: The hash cache (``--cache``): unchanged files cost a stat, not a read.
     cache: CacheOptions | None = None
+    #: ``--allowed-signers``: the manifest's signature is checked before anything else.
+    verify: VerifyOptions | None = None
+    #: ``--sign KEY`` (with ``update``): the key that signs the rewritten manifest.
+    sign: str | None = None
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,8 @@ class AuditResult:
     #: The scan's counters (files and bytes read, time, and ``.cache``: what the hash
     #: cache did, None without ``--cache``), for ``--metrics`` and the report.
     summary: Summary | None = None
+    #: Who signed the manifest (``--allowed-signers``), as the report says it.
+    signature: str | None = None
 
     @property
     def changes(self) -> int:
@@ -103,11 +110,23 @@ def run(
     from parhash.manifest import no_root_message, open_manifest, read_info
     from parhash.output import sanitize
     from parhash.pipeline import open_cache, run
+    from parhash.signing import signature_path, verify_all
     from parhash.sources import check_roots, scan_sources
 
     started = time.time()
-    reader = open_manifest(manifest, rewrite=options.update)  # read once: stdin, pipes too
-    info = read_info(reader, options.algo)
+    verified = verify_all([manifest], options.verify)  # before anything is read or scanned
+    try:
+        spec = _sign_spec(options, started)
+        reader = open_manifest(manifest, rewrite=options.update)  # read once: stdin, pipes
+        for each in verified:
+            each.check_unchanged(reader.raw.fileno())
+        info = read_info(reader, options.algo)
+    except BaseException:
+        _close(verified)
+        raise
+    signature = verified[0].describe() if verified else None
+    if signature and not options.quiet:
+        notify(f"{sanitize(manifest)}: {sanitize(signature)}")
     if not info.roots and root is None:
         raise FatalError(no_root_message(info))
     selection = baseline.resolve_selection(info, dict(options.selection))
@@ -117,12 +136,14 @@ def run(
     updated = False
     try:
         plan, algos = baseline.load(store, info, selection, root, update=options.update)
+        for each in verified:  # every entry is read: what was loaded is what was signed
+            each.check_unchanged()
         roots = check_roots(store.scan_roots(plan.scanned, plan.prefixes))
         warning = baseline.host_warning(info)
         if warning and not options.quiet:
             notify(f"warning: {sanitize(warning)}")
-        target = outputs.open(manifest) if options.update else None
-        skipped = [manifest] if reader.is_file else []
+        target = outputs.open(manifest, spec) if options.update else None
+        skipped = [manifest, signature_path(manifest)] if reader.is_file else []
         walk_here = own_files_skipped(baseline.walk_options(selection, plan), outputs, *skipped)
         bar = progress()
         scan = baseline.scan_options(selection, algos, options.jobs, walk_here, options.cache)
@@ -135,18 +156,54 @@ def run(
         store.diff(selection.size_range)
         counts = store.counts()
         if stream is not None:
-            found = _Found(counts, summary.cache)
+            found = _Found(counts, summary.cache, signature)
             _render(store, found, stream, options, manifest, info, roots, selection)
         if target is not None:
             note = _write_updated(store, target, info, selection, plan, root, algos, started)
             updated = True
             if note and not options.quiet:
                 notify(note)
+            stale = _stale_signature(manifest, spec)
+            if stale and not options.quiet:
+                notify(stale)
         outputs.complete = True
     finally:
         store.close()
+        _close(verified)
     code = exit_code(counts, options.fail_on)
-    return AuditResult(code, counts, roots, updated, summary=summary)
+    return AuditResult(code, counts, roots, updated, summary=summary, signature=signature)
+
+
+def _sign_spec(options: AuditOptions, started: float) -> SignSpec | None:
+    """``--sign``'s key, loaded before anything is scanned (a wrong passphrase fails now,
+    not after the scan)."""
+    if options.sign is None:
+        return None
+    from parhash.signing import SignSpec
+    from parhash.ssh_keys import load_signer
+
+    return SignSpec(load_signer(options.sign), created=started, algo=options.algo)
+
+
+def _stale_signature(manifest: str, spec: SignSpec | None) -> str | None:
+    """The warning for an update without ``--sign`` of a signed manifest: its ``.sig`` now
+    fails verification (left in place: refused is the safe way for it to fail)."""
+    import os
+
+    from parhash.signing import signature_path
+
+    sig = signature_path(manifest)
+    if spec is not None or not os.path.exists(sig):
+        return None
+    return (
+        f"warning: {sig} no longer matches the updated manifest: sign it again "
+        "(audit --update --sign KEY, or parhash sign)"
+    )
+
+
+def _close(verified) -> None:
+    for each in verified:
+        each.close()
 
 
 class _Found(NamedTuple):
@@ -154,6 +211,7 @@ class _Found(NamedTuple):
 
     counts: dict[str, int]
     cache: CacheCounts | None
+    signature: str | None = None  #: who signed the manifest (``Verified.describe``)
 
 
 def _render(store, found: _Found, stream, options: AuditOptions, manifest, info, roots, selection):
@@ -165,6 +223,8 @@ def _render(store, found: _Found, stream, options: AuditOptions, manifest, info,
     verbose, counts, cache = options.verbose, found.counts, found.cache
     if options.fmt == "human":
         title = None if options.quiet else sanitize(baseline.title(info, roots, selection))
+        if title and found.signature:
+            title += f"\nmanifest: {sanitize(found.signature)}"
         render_human(
             store, counts, stream, title=title, color=options.color, verbose=verbose, cache=cache
         )
@@ -173,6 +233,8 @@ def _render(store, found: _Found, stream, options: AuditOptions, manifest, info,
     else:
         header = {"manifest": manifest, "algo": info.algo, "roots": roots}
         header["selection"] = selection.recordable()
+        if found.signature:
+            header["signature"] = found.signature
         render_json(store, counts, stream, header=header, verbose=verbose, cache=cache)
     stream.flush()
 
@@ -194,11 +256,14 @@ def audit_options(given: Mapping[str, object]) -> AuditOptions:
     from parhash.algorithms import canonical
     from parhash.baseline import SELECTION_DEFAULTS
     from parhash.cache_policy import LIBRARY_KEYWORDS, library_cache_options
+    from parhash.signing import VERIFY_KEYWORDS, library_verify_options
 
-    own = {f.name for f in fields(AuditOptions)} - {"selection", "cache"}
+    own = {f.name for f in fields(AuditOptions)} - {"selection", "cache", "verify"}
     chosen: dict[str, object] = {k: v for k, v in given.items() if k in own}
     chosen["cache"] = library_cache_options({k: given[k] for k in LIBRARY_KEYWORDS if k in given})
-    selection = {k: v for k, v in given.items() if k not in own and k not in LIBRARY_KEYWORDS}
+    chosen["verify"] = library_verify_options(given)
+    other = own | set(LIBRARY_KEYWORDS) | set(VERIFY_KEYWORDS)
+    selection = {k: v for k, v in given.items() if k not in other}
     unknown = sorted(set(selection) - set(SELECTION_DEFAULTS))
     if unknown:
         raise TypeError(f"unknown audit option {unknown[0]!r}")

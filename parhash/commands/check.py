@@ -16,6 +16,7 @@ from parhash.exit_codes import ExitCode
 if TYPE_CHECKING:
     from parhash.commands.outputs import Outputs
     from parhash.pipeline import ProgressSink
+    from parhash.signing import VerifyOptions
 
 
 @dataclass(frozen=True)
@@ -54,20 +55,31 @@ def run(
     *,
     jobs: int | None,
     progress: Callable[[], ProgressSink],
+    verify: VerifyOptions | None = None,
 ) -> CheckResult:
     """Verify the checksum files ``names`` (``-``: stdin); the ``name: OK`` lines go to
     ``stream`` (None: nowhere). Raises ``FatalError`` before hashing for a checksum file
-    whose algorithm cannot be told."""
+    whose algorithm cannot be told; with ``verify``, ``SignatureRefused`` (exit 3) before
+    anything is read for a checksum file whose signature is not accepted, and after the
+    run for one that changed while it was read."""
     from parhash.checking import CheckReport, CheckSink, check_sources
     from parhash.options import ScanOptions
     from parhash.pipeline import run
+    from parhash.signing import verify_all
 
-    report = CheckReport(options)
-    sources = check_sources(names, report)
-    bar = progress()
-    sink = CheckSink(stream if stream is not None else _Discard(), report, bar.warn)  # type: ignore[arg-type]
-    scan = ScanOptions(jobs=jobs)
-    run(sources, scan, outputs.completing(sink), bar, warn_errors=False)
+    verified = verify_all(names, verify)
+    try:
+        report = CheckReport(options)
+        sources = check_sources(names, report)
+        bar = progress()
+        sink = CheckSink(stream if stream is not None else _Discard(), report, bar.warn)  # type: ignore[arg-type]
+        scan = ScanOptions(jobs=jobs)
+        run(sources, scan, outputs.completing(sink), bar, warn_errors=False)
+        for each in verified:
+            each.check_unchanged()
+    finally:
+        for each in verified:
+            each.close()
     return CheckResult(
         exit_code=report.return_code,
         ok=report.ok,

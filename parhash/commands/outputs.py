@@ -10,9 +10,13 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from parhash.sinks import WrappedSink
 from parhash.walk import WalkOptions
+
+if TYPE_CHECKING:
+    from parhash.signing import SignSpec
 
 
 class Outputs:
@@ -48,15 +52,20 @@ class Outputs:
         failure after it, while the pool shuts down, keeps them."""
         return _CompletingSink(sink, self)
 
-    def stream(self, path: str | None):
+    def stream(self, path: str | None, sign: SignSpec | None = None):
         """The binary stream for ``-o PATH``: stdout for no PATH or ``-``, else an atomic
-        file."""
-        return self.stdout() if path in (None, "-") else self.open(path).stream
+        file (signed when it is put in place, with ``sign``)."""
+        return self.stdout() if path in (None, "-") else self.open(path, sign).stream
 
-    def open(self, path: str):
+    def open(self, path: str, sign: SignSpec | None = None):
+        """An atomic output file; with ``sign``, ``PATH.sig`` is written with it."""
         from parhash.output import AtomicOutput
 
         target = AtomicOutput(path)
+        if sign is not None:
+            from parhash.signing import SignedOutput
+
+            target = SignedOutput(target, sign)
         self.pending.append(target)
         return target
 

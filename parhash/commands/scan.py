@@ -45,6 +45,7 @@ class ScanFormat(NamedTuple):
     zero: bool = False  #: sums: records end with NUL, nothing escaped
     relative: bool = False  #: paths relative to their root
     sort: bool = False  #: records sorted by path (all held in memory)
+    sign: str | None = None  #: ``--sign KEY``: the ``-o`` file is signed into ``FILE.sig``
 
 
 def exit_code(summary: Summary) -> ExitCode:
@@ -84,6 +85,7 @@ def run(
     from parhash.output import ListedOutputGuard, refuse_overwriting_input
     from parhash.pipeline import open_cache, run
     from parhash.report import make_reporter
+    from parhash.signing import signature_path
     from parhash.sources import listed_source, scan_sources, stdin_record, unique_roots
 
     paths = inputs.paths
@@ -98,11 +100,13 @@ def run(
             follow_symlinks=options.walk.follow_symlinks,
             exclude_files=list(inputs.exclude_files),
         )
+    spec = _sign_spec(layout, target, options)
     guard = ListedOutputGuard(target) if target and inputs.files_from else None
     listing = listed_source(inputs.files_from, inputs.null, guard) if inputs.files_from else None
-    stream = outputs.stream(output)
+    stream = outputs.stream(output, spec)
     if target is not None:
-        options = replace(options, walk=own_files_skipped(options.walk, outputs, target))
+        own = (target, signature_path(target))
+        options = replace(options, walk=own_files_skipped(options.walk, outputs, *own))
     reporter = make_reporter(
         layout.fmt,
         stream,
@@ -129,6 +133,21 @@ def run(
     if guard is not None:
         guard.raise_if_hit()  # before the commit: the listed file keeps its data
     return summary
+
+
+def _sign_spec(layout: ScanFormat, target: str | None, options: ScanOptions):
+    """``--sign``: the key loaded now, before anything is hashed; it needs ``-o FILE``."""
+    if layout.sign is None:
+        return None
+    import time
+
+    from parhash.exit_codes import FatalError
+    from parhash.signing import SignSpec
+    from parhash.ssh_keys import load_signer
+
+    if target is None:
+        raise FatalError("--sign needs -o FILE: a signature goes beside a file, not stdout")
+    return SignSpec(load_signer(layout.sign), created=time.time(), algo=options.algos[0])
 
 
 def records(paths: Iterable[str], options: ScanOptions) -> Iterator[FileRecord]:
