@@ -104,14 +104,37 @@ _settled = False
 _pending: ExitCode | None = None
 
 
+#: How long a run may take to stop after SIGTERM or SIGHUP before it leaves anyway with
+#: the signal's exit code. A normal stop takes well under a second (the pool is
+#: terminated, outputs are anonymous temporary files, the cache writer gives up after
+#: ``cache_store.ABANDON_S``); but a signal that lands inside ``multiprocessing``'s pool
+#: start-up hung the run about once in 500 tries (test_lifecycle's start-up SIGTERM loop,
+#: under load). The workers die with their parent (PR_SET_PDEATHSIG), so leaving is safe.
+STOP_GRACE_S = 5.0
+
+_watchdog: threading.Timer | None = None
+
+
 def _on_sigterm(signum: int, frame: object) -> None:
-    """SIGTERM (exit 143) and SIGHUP, a closed terminal (129): stop like Ctrl-C."""
-    global _pending
+    """SIGTERM (exit 143) and SIGHUP, a closed terminal (129): stop like Ctrl-C, and
+    leave after ``STOP_GRACE_S`` whatever the stop is waiting on."""
+    global _pending, _watchdog
     code = ExitCode.HANGUP if signum == signal.SIGHUP else ExitCode.TERMINATED
     if _settled:
         os._exit(code)
     _pending = code
+    if _watchdog is None:
+        _watchdog = threading.Timer(STOP_GRACE_S, _leave, (code,))
+        _watchdog.daemon = True
+        _watchdog.start()
     raise Interrupted(code)
+
+
+def _leave(code: ExitCode) -> None:
+    """The watchdog's end of a run that did not stop in time after a signal."""
+    with contextlib.suppress(Exception):
+        sys.stderr.flush()
+    os._exit(code)
 
 
 def _unraisable(args) -> None:
@@ -485,8 +508,11 @@ def guarded(
     from parhash.commands.outputs import Outputs
     from parhash.output import OutputError
 
-    global _settled, _pending
+    global _settled, _pending, _watchdog
     _settled, _pending = False, None  # per run: an in-process caller may run several
+    if _watchdog is not None:
+        _watchdog.cancel()
+        _watchdog = None
     _install_signal_handlers()
     outputs = Outputs()
     try:

@@ -379,3 +379,43 @@ def test_sigterm_while_workers_start_runs_no_parent_handler_in_them(tmp_path):
         assert err == "", f"run {i}: {err}"
         assert not left, f"run {i}: processes left in parhash's session: {left}"
     print(f"exit codes {dict(outcomes)}; slowest exit {slowest:.2f} s after SIGTERM")
+
+
+STUCK_AFTER_SIGTERM = textwrap.dedent(
+    """
+    import sys, time
+    from parhash import cli
+
+    def body(outputs):
+        print("ready", flush=True)
+        try:
+            time.sleep(60)
+        except cli.Interrupted:
+            time.sleep(60)  # a stop that never ends: what the watchdog is for
+        return cli.ExitCode.OK
+
+    sys.exit(int(cli.guarded(body)))
+    """
+)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_a_stop_stuck_after_sigterm_ends_by_the_watchdog(signum):
+    """A run whose clean-up hangs after SIGTERM/SIGHUP (the pool start-up hang seen once in
+    500 runs) still leaves, with the signal's exit code, STOP_GRACE_S after the signal."""
+    from parhash.cli import STOP_GRACE_S
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", STUCK_AFTER_SIGTERM], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout.readline() == "ready\n"
+        sent = time.monotonic()
+        proc.send_signal(signum)
+        code = proc.wait(timeout=HANG)
+        took = time.monotonic() - sent
+    finally:
+        proc.kill()
+        proc.wait()
+    assert code == (129 if signum == signal.SIGHUP else 143)
+    assert took >= STOP_GRACE_S - 0.5  # it did wait for the clean-up first
