@@ -122,23 +122,17 @@ def describe(fd: int, name: str, created: float | None, algo: str | None = None)
     cannot disagree with what is signed): format, roots and entry count as ``audit`` reads
     them; ``created`` from the header, else ``created``, else the file's mtime. A file that
     is not a manifest parhash reads is still signed, with only the times."""
-    from parhash.manifest import (
-        ManifestError,
-        PlainRows,
-        iter_entries,
-        open_manifest,
-        read_info,
-    )
+    from parhash.manifest import PlainRows, algorithm_from_name, iter_entries, read_info
 
     now = time.time()
     mtime = os.fstat(fd).st_mtime
     fallback = created if created is not None else mtime
     try:
-        info = read_info(open_manifest(f"/proc/self/fd/{fd}"), algo)
+        info = read_info(_reopen(fd), algo or algorithm_from_name(name))
         entries = 0
         for item in iter_entries(info, plain=True):
             entries += len(item.rows) if isinstance(item, PlainRows) else 1
-    except (ManifestError, OSError, ValueError):
+    except (FatalError, OSError, ValueError):  # not a manifest (ManifestError and others)
         return ManifestFacts(created=fallback, signed=now)
     when = parse_iso(info.started) if info.started else fallback
     algos = tuple(info.algos or [info.algo])
@@ -224,7 +218,7 @@ def verify_file(
     try:
         _check(path, envelope, sshsig.digest_fd(fd, envelope.hash_alg))
         facts = _comment_facts(path, envelope, comment)
-        created = facts.created if facts is not None else _header_time(fd)
+        created = facts.created if facts is not None else _header_time(fd, path)
         if options.max_age is not None:
             _check_age(path, created, options.max_age, now)
     except BaseException:
@@ -321,15 +315,24 @@ def _comment_facts(path: str, envelope: sshsig.Envelope, rest: str) -> ManifestF
         raise SignatureRefused(f"{where}: is not valid") from None
 
 
-def _header_time(fd: int) -> float | None:
+def _header_time(fd: int, name: str) -> float | None:
     """The creation time a json/jsonl header records (signed: it is in the file)."""
-    from parhash.manifest import ManifestError, open_manifest, read_info
+    from parhash.manifest import algorithm_from_name, read_info
 
     try:
-        started = read_info(open_manifest(f"/proc/self/fd/{fd}")).started
-        return parse_iso(started) if started else None
-    except (ManifestError, OSError, ValueError):
+        info = read_info(_reopen(fd), algorithm_from_name(name))
+    except (FatalError, OSError, ValueError):
         return None
+    info.reader.close()  # type: ignore[union-attr]
+    return parse_iso(info.started) if info.started else None
+
+
+def _reopen(fd: int):
+    """A manifest reader of the file open at ``fd`` (an anonymous temporary file too),
+    from its start, leaving ``fd`` and its offset alone."""
+    from parhash.manifest import open_manifest
+
+    return open_manifest(f"/proc/self/fd/{fd}")
 
 
 def _check_age(path: str, created: float | None, max_age: float, now: float) -> None:
