@@ -230,11 +230,9 @@ def test_flipped_byte_in_manifest_is_refused_before_scanning(tmp_path, keys, sig
     manifest.write_bytes(bytes(data))
     assert ssh_verify(keys["signers"], manifest, Path(f"{manifest}.sig"))[0] != 0
     trace = tmp_path / "trace"
-    proc = subprocess.run(
-        ["strace", "-f", "-qq", "-e", "trace=open,openat", "-o", trace, sys.executable, "-m"]
-        + ["parhash", "audit", manifest, "--allowed-signers", keys["signers"]],
-        capture_output=True,
-    )
+    strace = ["strace", "-f", "-qq", "-e", "trace=open,openat", "-o", trace]
+    audit_cmd = ["-m", "parhash", "audit", manifest, "--allowed-signers", keys["signers"]]
+    proc = subprocess.run([*strace, sys.executable, *audit_cmd], capture_output=True)
     assert proc.returncode == BAD_SIGNATURE, proc.stderr
     assert b"does not match" in proc.stderr
     opened = trace.read_text()
