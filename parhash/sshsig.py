@@ -15,8 +15,12 @@ so we sign with an empty one and refuse a blob whose reserved field is not empty
 
 Verification supports the key types OpenSSH signs SSHSIG with, without certificates:
 Ed25519, ECDSA on nistp256/384/521 and RSA with rsa-sha2-256/512 (never SHA-1
-``ssh-rsa`` signatures, which OpenSSH refuses for SSHSIG too). FIDO (``sk-``) signatures
-are refused with a message: they carry a counter and flags we do not check yet.
+``ssh-rsa`` signatures, which OpenSSH refuses for SSHSIG too), and the FIDO hardware-token
+types ``sk-ssh-ed25519@openssh.com`` and ``sk-ecdsa-sha2-nistp256@openssh.com`` (PROTOCOL.u2f:
+the token signs sha256(application) || flags || counter || sha256(data)). As ssh-keygen 9.2
+does, a FIDO signature is accepted whatever its flags say (user presence, verification):
+what a manifest signature proves is possession of the token, and refusing a signature
+ssh-keygen accepts would break ``ssh-keygen -Y sign`` interchange.
 """
 
 from __future__ import annotations
@@ -195,10 +199,12 @@ def verify_blob(public_key: bytes, signature: bytes, data: bytes) -> None:
         kind = key_type(public_key)
         sig = Reader(signature, "signature")
         algorithm, raw = sig.text(), sig.string()
-        sig.end()
-        verify = _VERIFIERS.get(kind)
+        verify = _VERIFIERS.get(kind) or _FIDO.get(kind)
         if verify is None:
             raise SignatureError(_unsupported(kind))
+        if kind in _FIDO:
+            data = _fido_signed(public_key, sig, data)
+        sig.end()
         verify(Reader(public_key, "public key"), algorithm, raw, data)
     except WireError as exc:
         raise SignatureError(f"is malformed: {exc}") from None
@@ -209,9 +215,58 @@ def verify_blob(public_key: bytes, signature: bytes, data: bytes) -> None:
 def _unsupported(kind: str) -> str:
     if kind.endswith("-cert-v01@openssh.com"):
         return f"was made with a certificate ({kind}): certificates are not supported"
-    if kind.startswith("sk-"):
-        return f"was made with a FIDO key ({kind}): not supported yet"
     return f"was made with an unsupported key type {kind!r}"
+
+
+def _fido_signed(public_key: bytes, sig: Reader, data: bytes) -> bytes:
+    """What a FIDO token signed for ``data``: the signature's flags and counter follow its
+    raw part, and the key blob ends with the application (``ssh:``)."""
+    flags = sig.byte()
+    counter = sig.take(4)
+    application = _fido_application(public_key)
+    return (
+        hashlib.sha256(application).digest()
+        + bytes([flags])
+        + counter
+        + hashlib.sha256(data).digest()
+    )
+
+
+def _fido_application(blob: bytes) -> bytes:
+    """The application string that ends a FIDO public key blob."""
+    r = Reader(blob, "public key")
+    kind = r.text()
+    r.string()  # the Ed25519 point, or the curve name of ECDSA
+    if kind.startswith("sk-ecdsa-"):
+        r.string()  # the ECDSA point
+    application = r.string()
+    r.end()
+    return application
+
+
+def _sk_ed25519(key: Reader, algorithm: str, raw: bytes, data: bytes) -> None:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    kind = key.text()
+    point = key.string()
+    key.string()  # the application, already in ``data``
+    key.end()
+    _same(algorithm, kind)
+    if len(point) != 32 or len(raw) != 64:
+        raise SignatureError("is malformed: an Ed25519 key is 32 bytes, a signature 64")
+    Ed25519PublicKey.from_public_bytes(point).verify(raw, data)
+
+
+def _sk_ecdsa(key: Reader, algorithm: str, raw: bytes, data: bytes) -> None:
+    kind = key.text()
+    curve = key.text()
+    point = key.string()
+    key.string()  # the application, already in ``data``
+    key.end()
+    if curve != "nistp256":
+        raise SignatureError(f"is malformed: key type {kind} on curve {curve!r}")
+    _same(algorithm, kind)
+    _ecdsa_verify(curve, point, raw, data)
 
 
 def _ed25519(key: Reader, algorithm: str, raw: bytes, data: bytes) -> None:
@@ -227,10 +282,6 @@ def _ed25519(key: Reader, algorithm: str, raw: bytes, data: bytes) -> None:
 
 
 def _ecdsa(key: Reader, algorithm: str, raw: bytes, data: bytes) -> None:
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
-
     kind = key.text()
     curve = key.text()
     point = key.string()
@@ -238,6 +289,15 @@ def _ecdsa(key: Reader, algorithm: str, raw: bytes, data: bytes) -> None:
     if curve not in _CURVES or kind != f"ecdsa-sha2-{curve}":
         raise SignatureError(f"is malformed: key type {kind} on curve {curve!r}")
     _same(algorithm, kind)
+    _ecdsa_verify(curve, point, raw, data)
+
+
+def _ecdsa_verify(curve: str, point: bytes, raw: bytes, data: bytes) -> None:
+    """An ECDSA signature (RFC 5656: mpint r, mpint s) on ``curve``, with its hash."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
     curve_name, hash_name = _CURVES[curve]
     r_s = Reader(raw, "ECDSA signature")
     r, s = r_s.mpint(), r_s.mpint()
@@ -279,4 +339,8 @@ _VERIFIERS = {
     "ecdsa-sha2-nistp384": _ecdsa,
     "ecdsa-sha2-nistp521": _ecdsa,
     "ssh-rsa": _rsa,
+}
+_FIDO = {
+    "sk-ssh-ed25519@openssh.com": _sk_ed25519,
+    "sk-ecdsa-sha2-nistp256@openssh.com": _sk_ecdsa,
 }

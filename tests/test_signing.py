@@ -479,3 +479,89 @@ def test_the_readme_verified_recipe_runs(tmp_path, keys):
     r = run_cli(*args)
     assert r.returncode == BAD_SIGNATURE, r.stderr
     assert re.search(r"^parhash_audit_exit_code\{.*\} 3$", prom.read_text(), re.M)
+
+
+def _fido_signature(kind: str, message: bytes, flags: int = 0x01):
+    """A FIDO (``sk-``) SSHSIG made in software the way a token makes it (PROTOCOL.u2f:
+    the token signs sha256(application) flags counter sha256(data)); returns (public key
+    line, armored signature). ssh-keygen, not parhash, is what the test trusts with it."""
+    import base64
+
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+    def string(b: bytes) -> bytes:
+        return len(b).to_bytes(4, "big") + b
+
+    def mpint(n: int) -> bytes:
+        return string(n.to_bytes((n.bit_length() + 8) // 8, "big"))
+
+    application = b"ssh:"
+    if kind == "ed25519":
+        name = b"sk-ssh-ed25519@openssh.com"
+        key = ed25519.Ed25519PrivateKey.generate()
+        point = key.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+        blob = string(name) + string(point) + string(application)
+    else:
+        name = b"sk-ecdsa-sha2-nistp256@openssh.com"
+        key = ec.generate_private_key(ec.SECP256R1())
+        point = key.public_key().public_bytes(
+            serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+        )
+        blob = string(name) + string(b"nistp256") + string(point) + string(application)
+    digest = hashlib.sha512(message).digest()
+    data = b"SSHSIG" + string(b"parhash") + string(b"") + string(b"sha512") + string(digest)
+    counter = (42).to_bytes(4, "big")
+    signed = (
+        hashlib.sha256(application).digest()
+        + bytes([flags])
+        + counter
+        + hashlib.sha256(data).digest()
+    )
+    if kind == "ed25519":
+        raw = key.sign(signed)
+    else:
+        r, s = decode_dss_signature(key.sign(signed, ec.ECDSA(hashes.SHA256())))
+        raw = mpint(r) + mpint(s)
+    sig = string(name) + string(raw) + bytes([flags]) + counter
+    envelope = (
+        b"SSHSIG"
+        + (1).to_bytes(4, "big")
+        + string(blob)
+        + string(b"parhash")
+        + string(b"")
+        + string(b"sha512")
+        + string(sig)
+    )
+    text = base64.b64encode(envelope).decode()
+    armored = "\n".join(
+        ["-----BEGIN SSH SIGNATURE-----"]
+        + [text[i : i + 70] for i in range(0, len(text), 70)]
+        + ["-----END SSH SIGNATURE-----"]
+    )
+    return f"{name.decode()} {base64.b64encode(blob).decode()}", armored + "\n"
+
+
+@pytest.mark.parametrize("kind", ["ed25519", "ecdsa"])
+@pytest.mark.parametrize("flags", [0x01, 0x00, 0x05])
+def test_fido_hardware_token_signatures(tmp_path, kind, flags):
+    """A signature from a FIDO token (``ssh-keygen -t ed25519-sk``/``ecdsa-sk``, signing
+    through ssh-agent): parhash accepts exactly what ssh-keygen accepts, whatever the
+    token's flags (ssh-keygen 9.2 does not require user presence for -Y verify either), and
+    refuses it for another file."""
+    message = tmp_path / "m.jsonl"
+    message.write_bytes(b"a manifest\n")
+    key, armored = _fido_signature(kind, message.read_bytes(), flags)
+    Path(f"{message}.sig").write_text(armored)
+    signers = allowed_signers(tmp_path, f"{PRINCIPAL} {key}")
+    code, said = ssh_verify(signers, message, Path(f"{message}.sig"))
+    assert code == 0, said
+    r = run_cli("verify", message, "--allowed-signers", signers)
+    assert r.returncode == 0, r.stderr
+    assert "good signature by ops@example (SK" in r.text
+    message.write_bytes(b"a manifest, changed\n")
+    assert ssh_verify(signers, message, Path(f"{message}.sig"))[0] != 0
+    assert_refused(run_cli("verify", message, "--allowed-signers", signers), "does not match")
