@@ -392,6 +392,17 @@ def test_entries_and_reasons(world):
     )
 
 
+def test_reasons_are_one_printable_line(world):
+    """A quoted principal may hold a CR or an escape sequence; the reason shows them
+    escaped. A signature key that is not a key at all is simply not listed."""
+    text = '"ops\r\x1b[2J@x" namespaces="git" {K}'
+    _, signer, parsed = _write(world, Case("control", text, ()))
+    reason = parsed.decide(signer.blob, "parhash", _epoch(AT)).reason
+    assert "listed for ops\\r\\x1b[2J@x only with" in reason and reason.isprintable()
+    garbage = parsed.decide(b"\0\0\0\x07garbage", "parhash", _epoch(AT))
+    assert garbage.reason.endswith("is not in allowed_signers") and not garbage.principals
+
+
 #: (id, file text, the line ssh-keygen and parhash both complain about)
 MALFORMED = [
     ("unknown-option", 'a@x foo="bar" {K}', 1),
