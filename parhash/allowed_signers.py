@@ -85,6 +85,9 @@ _SUBPATTERN_MAX = 1023
 _BLANK = " \t"  # what separates the key type, the base64 and the comment (sshkey_read)
 _WHITESPACE = " \t\r\n"  # what ends the principals field (strdelimw)
 _B64_SPACE = re.compile(rb"[ \t\n\v\f\r]")  # b64_pton skips isspace() anywhere
+#: What b64_pton accepts: whole quanta, exact padding (Python alone also takes "AAAA=").
+_B64 = re.compile(rb"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
+_B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 #: (type name on the line) -> (type name inside the blob). ``rsa-sha2-*`` are signature
@@ -457,14 +460,28 @@ def _read_key(cp: str) -> tuple[str, bytes, bytes | None]:
     text = re.match(r"[^ \t]*", rest).group().encode()
     if not text.strip():
         raise _NotAKey(f"{name} key without its base64 data", known_type=True)
-    try:
-        blob = base64.b64decode(_B64_SPACE.sub(b"", text), validate=True)
-    except binascii.Error:
-        raise _NotAKey(f"invalid {name} key: bad base64", known_type=True) from None
+    blob = _b64decode(text)
+    if blob is None:
+        raise _NotAKey(f"invalid {name} key: bad base64", known_type=True)
     try:
         return name, blob, _check_blob(name, blob)
     except (ValueError, sshwire.WireError) as exc:
         raise _NotAKey(f"invalid {name} key: {exc}", known_type=True) from None
+
+
+def _b64decode(text: bytes) -> bytes | None:
+    """OpenBSD's ``b64_pton`` as ``sshkey_read`` uses it: blanks skipped, exact padding, and
+    the bits after the last byte must be zero ("AB==" is refused, Python would give 0x00)."""
+    clean = _B64_SPACE.sub(b"", text)
+    if not _B64.fullmatch(clean):
+        return None
+    pad = len(clean) - len(clean.rstrip(b"="))
+    if pad and _B64_ALPHABET.index(clean[-pad - 1 : -pad]) & (0b1111 if pad == 2 else 0b11):
+        return None
+    try:
+        return base64.b64decode(clean, validate=True)
+    except binascii.Error:
+        return None
 
 
 def _check_blob(name: str, blob: bytes) -> bytes | None:
@@ -689,9 +706,10 @@ def parse_time(text: str, option: str = "time") -> int:
 
 
 def _epoch(values: list[int], utc: bool) -> int | None:
-    if utc:
-        return calendar.timegm(tuple(values))
+    """timegm or mktime (tm_isdst = 0); None where C would fail or go negative (year 0)."""
     try:
+        if utc:
+            return calendar.timegm(tuple(values))
         return int(time.mktime((*values, 0, 1, 0)))
     except (OverflowError, ValueError):
         return None

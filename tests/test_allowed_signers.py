@@ -424,6 +424,8 @@ MALFORMED = [
     ("time-empty", 'a@x valid-after="" {K}', 1),
     ("bad-base64", "a@x ssh-ed25519 AAAA!!!!", 1),
     ("truncated-base64", "a@x {K_CUT}", 1),
+    ("excess-padding", "a@x {K}=", 1),
+    ("nonzero-bits-after-the-data", "a@x ecdsa-sha2-nistp256 {EC_SLOPPY}", 1),
     ("type-mismatch", "a@x ssh-ed25519 {EC_B64}", 1),
     ("curve-mismatch", "a@x ecdsa-sha2-nistp384 {EC_B64}", 1),
     ("rsa-name-ed-blob", "a@x rsa-sha2-256 {K_B64}", 1),
@@ -453,6 +455,10 @@ def _malformed_values(world) -> dict[str, str]:
     compressed = bytes([2 + (point[-1] & 1)]) + point[1:33]
     off = point[:-1] + bytes([point[-1] ^ 1])
     n = (1 << 1015) | 1
+    ec_b64 = ec.pub.split()[1]
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    assert ec_b64.endswith("=") and not ec_b64.endswith("==")  # 104 bytes: 2 spare bits
+    sloppy = ec_b64[:-2] + alphabet[alphabet.index(ec_b64[-2]) + 1] + "="
     return {
         "K": ed.pub,
         "O": signers["other"].pub,
@@ -460,7 +466,8 @@ def _malformed_values(world) -> dict[str, str]:
         "K_CUT": ed.pub[:-4],
         "K_LONG": _b64(ed.blob + b"\0"),
         "K_SHORT": _b64(_wire(b"ssh-ed25519", _fields(ed.blob)[1][:31])),
-        "EC_B64": ec.pub.split()[1],
+        "EC_B64": ec_b64,
+        "EC_SLOPPY": sloppy,
         "EC_COMPRESSED": _b64(_wire(b"ecdsa-sha2-nistp256", b"nistp256", compressed)),
         "EC_OFF": _b64(_wire(b"ecdsa-sha2-nistp256", b"nistp256", off)),
         "RSA_1016": _b64(_wire(b"ssh-rsa", b"\x01\x00\x01", n.to_bytes(128, "big"))),
