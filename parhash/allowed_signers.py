@@ -47,7 +47,10 @@ Where parhash differs from ssh-keygen 9.2, on purpose:
   file and one with only comments (nobody could ever be accepted).
 - An empty line: ssh-keygen 9.2 logs "FILE:N: missing key" for it (it skips only blanks and
   tabs before the principals; https://github.com/wiktor-k/ssh-repro) and then ignores the
-  line; parhash ignores it silently, as the man page says and later OpenSSH does.
+  line; parhash ignores it silently, as the man page says and later OpenSSH does (sshsig.c
+  1.35 skips CR and LF too), also a line of blanks and CRs (a CRLF file). A CR before the
+  principals of a real line is an error: 9.2 would read empty principals there, and parhash
+  never accepts a signer that ssh-keygen 9.2 ignores.
 - A certificate as the key of a line (``*-cert-v01@openssh.com``) is checked only for its
   type name; it never matches a plain key, in either tool. An ECDSA point must be
   uncompressed and on its curve; OpenSSH's further checks of the point (its order, tiny
@@ -366,6 +369,9 @@ def _parse_line(line: str, number: int):
     cp = line.lstrip(" \t\n\r")
     if not cp or cp.startswith("#"):
         return None
+    if "\r" in line[: len(line) - len(cp)]:
+        # 9.2 skips only blanks and tabs here: its principals field would be empty
+        raise _LineError("a carriage return before the principals")
     principals, rest = _principals_field(cp)
     _, blob, canon, opts = _key_and_options(rest)
     options = _options(opts)

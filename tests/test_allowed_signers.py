@@ -317,10 +317,10 @@ def test_blank_lines_are_comments(world):
     "FILE:2: missing key" for an empty line (it skips only blanks and tabs before looking
     for the key, see https://github.com/wiktor-k/ssh-repro; later OpenSSH also skips CR
     and LF), and then ignores the line: parhash ignores it without a word."""
-    path, signer, parsed = _write(world, Case("blank", "# c\n\n   \nb@x {K}", ()))
+    path, signer, parsed = _write(world, Case("blank", "# c\n\n   \n\r\n \r # c\nb@x {K}", ()))
     _, stderr = ssh_find(path, signer, AT, "UTC0")
     assert f"{path}:2: missing key" in stderr
-    assert [e.line for e in parsed.entries] == [4]
+    assert [e.line for e in parsed.entries] == [6]
     assert parsed.decide(signer.blob, "parhash", _epoch(AT)).principals == ("b@x",)
 
 
@@ -419,6 +419,7 @@ MALFORMED = [
     ("time-day-32", 'a@x valid-after="20261232" {K}', 1),
     ("time-hour-24", 'a@x valid-before="20261201246000Z" {K}', 1),
     ("time-epoch", 'a@x valid-after="19700101Z" {K}', 1),
+    ("time-year-0", 'a@x valid-after="00000101Z" {K}', 1),
     ("time-letters", 'a@x valid-after="2026O101" {K}', 1),
     ("time-trailing-blank", 'a@x valid-after="2026120 Z" {K}', 1),
     ("time-empty", 'a@x valid-after="" {K}', 1),
@@ -442,6 +443,7 @@ MALFORMED = [
     ("unclosed-principals-quote", '"a@x {K}', 1),
     ("quote-then-comma", '"c d",a@x {K}', 1),
     ("unknown-type", "a@x ssh-foo AAAA", 1),
+    ("carriage-return-first", " \ra@x {K}", 1),
     ("after-comments", "# c\n  # c\n\t# c\na@x {O}\nb@x nope {K}", 5),
     ("third-line", "a@x {O}\nb@x {O}\nc@x ssh-ed25519 AAAA", 3),
 ]
