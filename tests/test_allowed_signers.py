@@ -20,6 +20,8 @@ import time
 from dataclasses import dataclass
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from parhash import allowed_signers
 from parhash.allowed_signers import AllowedSignersError, load, match_pattern_list
@@ -626,3 +628,110 @@ def test_patterns_match_ssh_keygen_match_principals(world):
         done = _keygen(["-Y", "match-principals", "-I", identity, "-f", path], "UTC0")
         expected = done.stdout.splitlines() if done.returncode == 0 else []
         assert [p for p in patterns if match_pattern_list(identity, p) == 1] == expected, identity
+
+
+_PRINCIPALS = ["a@x", '"a@x"', "*", "!a@x", "a*", "?@x", '"b y"', 'b"@x y"', "", ",", '"', "\\"]
+_TIMES = [
+    "20261201",
+    "202612011200",
+    "20261201120000",
+    "2026120112",
+    "2026 101",
+    "20261301",
+    "20260231",
+    "19700101",
+    "99991231",
+    "2026010",
+    "x0260101",
+    "20261201115960",
+]
+_OPTIONS = st.one_of(
+    st.sampled_from(
+        [
+            "cert-authority",
+            "CERT-AUTHORITY",
+            "cert-authorityx",
+            "",
+            "foo",
+            'foo="x"',
+            'namespace="x"',
+        ]
+    ),
+    st.builds(
+        "{}={}".format,
+        st.sampled_from(["namespaces", "NAMESPACES"]),
+        st.sampled_from(
+            [
+                '"parhash"',
+                '"git,par*"',
+                '"*,!parhash"',
+                '""',
+                "parhash",
+                '"par\\"hash"',
+                '"parhash',
+                '"a b,parhash"',
+            ]
+        ),
+    ),
+    st.builds(
+        '{}="{}{}"'.format,
+        st.sampled_from(["valid-after", "Valid-Before"]),
+        st.sampled_from(_TIMES),
+        st.sampled_from(["", "Z", "z", "UTC", " Z", "GMT"]),
+    ),
+)
+
+
+@st.composite
+def _lines(draw):
+    """A line from the grammar's pieces, then up to two characters inserted or deleted."""
+    parts = ["".join(draw(st.lists(st.sampled_from(_PRINCIPALS), min_size=1, max_size=3)))]
+    options = draw(st.lists(_OPTIONS, max_size=3))
+    if options:
+        parts.append(",".join(options))
+    parts.append(
+        draw(
+            st.sampled_from(
+                ["{K}", "{K}", "{K} comment", "{K_CUT}", "ssh-foo {K_B64}", "ssh-ed25519"]
+            )
+        )
+    )
+    line = draw(st.sampled_from([" ", "\t", "  "])).join(parts)
+    for _ in range(draw(st.integers(0, 2))):
+        at = draw(st.integers(0, len(line)))
+        if draw(st.booleans()):
+            line = line[:at] + draw(st.sampled_from(' \t",=!*?\\Z0#\r')) + line[at:]
+        else:
+            line = line[:at] + line[at + 1 :]
+    return line
+
+
+#: What find-principals logs for a line it cannot parse (then skips it).
+_SSH_PARSE_ERRORS = ("invalid line", "missing key", "invalid key", "invalid options", "bad options")
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(template=_lines())
+def test_random_lines_agree_with_ssh_keygen(world, template):
+    """Random lines (quotes, commas, options, times, stray characters): parhash refuses a
+    line exactly when ssh-keygen complains about it, and decides as ``-Y verify`` does."""
+    d, signers, _ = world
+    signer = signers["ed"]
+    values = _malformed_values(world)
+    text = template.replace("{K}", values["K"]).replace("{K_CUT}", values["K_CUT"])
+    text = text.replace("{K_B64}", values["K_B64"])
+    path = d / "random"
+    path.write_text(text + "\n", encoding="utf-8", newline="")
+    _, stderr = ssh_find(path, signer, AT, "UTC0")
+    stripped = text.lstrip(" \t\r")
+    try:
+        parsed = load(str(path))
+    except AllowedSignersError as exc:
+        if not stripped or stripped.startswith("#"):
+            return  # parhash: no signers; ssh-keygen: nobody found
+        assert any(p in stderr for p in _SSH_PARSE_ERRORS), (text, str(exc), stderr)
+        return
+    assert not any(p in stderr for p in _SSH_PARSE_ERRORS), (text, stderr)
+    for identity in ("a@x", "b y"):
+        expected = ssh_verify(path, signer, "parhash", identity, AT, "UTC0")
+        assert parsed.decide(signer.blob, "parhash", _epoch(AT), identity).accepted == expected
