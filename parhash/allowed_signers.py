@@ -70,7 +70,7 @@ import time
 from dataclasses import dataclass
 from functools import lru_cache
 
-from parhash import sshwire
+from parhash import sshsig, sshwire
 from parhash.exit_codes import FatalError
 
 #: The largest allowed_signers file read. A line is about 100 bytes for Ed25519 and 750 for
@@ -113,7 +113,6 @@ _CERT_TYPES = {
     for name, blob in _PLAIN_TYPES.items()
     if not name.startswith("webauthn-")
 }
-_CURVES = {"nistp256": "SECP256R1", "nistp384": "SECP384R1", "nistp521": "SECP521R1"}
 #: OpenSSH's RSA bounds: SSH_RSA_MINIMUM_MODULUS_SIZE, and OpenSSL's largest modulus.
 _RSA_BITS = (1024, 16384)
 
@@ -560,7 +559,8 @@ def _check_point(curve: str, point: bytes) -> None:
     if not point.startswith(b"\x04"):
         raise ValueError("the ECDSA point is not in uncompressed form")
     try:
-        ec.EllipticCurvePublicKey.from_encoded_point(getattr(ec, _CURVES[curve])(), point)
+        curve_name = sshsig._CURVES[curve][0]  # the verifier's table of curves
+        ec.EllipticCurvePublicKey.from_encoded_point(getattr(ec, curve_name)(), point)
     except ValueError:
         raise ValueError("the ECDSA point is not on the curve") from None
 
