@@ -67,6 +67,7 @@ import os
 import re
 import stat
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -151,7 +152,10 @@ class AllowedSigners:
     """A parsed file: its entries, and the rule that decides who signed."""
 
     def __init__(
-        self, entries: tuple[Entry, ...], canonical: tuple[bytes | None, ...], times: dict
+        self,
+        entries: tuple[Entry, ...],
+        canonical: tuple[bytes | None, ...],
+        times: dict[int, tuple[str | None, str | None]],
     ) -> None:
         self.entries = entries
         self._canonical = canonical  #: each entry's key re-encoded (None: certificate)
@@ -336,7 +340,7 @@ def _read(path: str) -> bytes:
     return b"".join(chunks)
 
 
-def _lines(path: str, data: bytes):
+def _lines(path: str, data: bytes) -> Iterator[tuple[int, str]]:
     """(number, text) per line, the newline kept (as getline does: it decides some error
     messages); NUL bytes and invalid UTF-8 are errors naming the line."""
     raw_lines = data.split(b"\n")
@@ -362,7 +366,9 @@ def _lines(path: str, data: bytes):
 # --- one line (sshsig.c parse_principals_key_and_options) ---------------------------------
 
 
-def _parse_line(line: str, number: int):
+def _parse_line(
+    line: str, number: int
+) -> tuple[Entry, bytes | None, str | None, str | None] | None:
     """(Entry, canonical key, valid-after text, valid-before text), or None for a comment
     or blank line."""
     cp = line.lstrip(" \t\n\r")
