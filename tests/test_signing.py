@@ -338,9 +338,7 @@ def test_max_manifest_age_needs_a_signed_time(tmp_path, keys):
     ssh_sign(keys["ops"], sums)  # no trusted comment, no header
     r = run_cli("check", sums, "--allowed-signers", keys["signers"], cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    r = run_cli(
-        "check", sums, "--allowed-signers", keys["signers"], "--max-manifest-age", "8d"
-    )
+    r = run_cli("check", sums, "--allowed-signers", keys["signers"], "--max-manifest-age", "8d")
     assert_refused(r, "no creation time")
 
 
@@ -359,9 +357,10 @@ def test_update_sign_round_trip(tmp_path, keys, signed):
     assert code == 0, said
     r = audit(manifest, keys)
     assert r.returncode == 0, r.stderr  # the new manifest, signed, matches the tree
-    assert f"{FILES + 1} entries" in run_cli(
-        "verify", manifest, "--allowed-signers", keys["signers"]
-    ).text
+    assert (
+        f"{FILES + 1} entries"
+        in run_cli("verify", manifest, "--allowed-signers", keys["signers"]).text
+    )
 
 
 def test_update_without_sign_warns_that_the_signature_is_stale(keys, signed):
