@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -305,7 +306,7 @@ def test_help_has_examples_and_the_json_keys():
         assert "oldest_verification_age_s" in result.text
         assert "2 usage error, or the cache cannot be used" in " ".join(result.text.split())
     group = run_cli("--help")
-    assert "cache  Show, prune or clear the hash cache." in group.text
+    assert re.search(r"^  cache +Show, prune or clear the hash cache\.$", group.text, re.M)
 
 
 @pytest.mark.parametrize("columns", ["40", "80"])
