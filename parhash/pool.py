@@ -498,7 +498,7 @@ def _shutdown(
             broken = True
             _kill_pool_processes(before)
             deadline = min(deadline, time.monotonic() + BROKEN_TERMINATE_DEADLINE)
-    if stopper.is_alive():
+    if stopper.is_alive() or pool_stop_failed.is_set():
         _kill_pool_processes(before)
         stopper.join(BROKEN_TERMINATE_DEADLINE)
 
@@ -524,8 +524,20 @@ def _terminate_and_join(pool: multiprocessing.pool.Pool) -> None:
     before its initializer (on a lock another thread held at the fork) with SIGTERM still
     blocked, so only the deadline's SIGKILL ends it (seen in a SIGTERM-to-the-group loop,
     issue 10 item 7)."""
-    pool.terminate()
-    pool.join()
+    try:
+        pool.terminate()
+        pool.join()
+    except Exception:
+        # multiprocessing's own shutdown can fail part-way when a worker is reaped by
+        # someone else mid-terminate (a KeyError in this thread, seen once in the
+        # SIGTERM-to-the-group loop under load); the caller's _kill_pool_processes ends
+        # whatever is left, and the traceback would only garble stderr.
+        pool_stop_failed.set()
+
+
+#: Set by a stopper thread whose terminate/join raised: ``_shutdown`` then kills the pool's
+#: processes itself instead of trusting a half-done stop.
+pool_stop_failed = threading.Event()
 
 
 def _kill_pool_processes(before: set[int]) -> None:
