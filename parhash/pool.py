@@ -483,8 +483,9 @@ def _shutdown(
     broken = len(workers) < started or bool(_dead(workers))
     if broken:
         _kill_pool_processes(before)
+    failed = threading.Event()
     stopper = threading.Thread(
-        target=_terminate_and_join, args=(pool,), name="parhash-pool-stop", daemon=True
+        target=_terminate_and_join, args=(pool, failed), name="parhash-pool-stop", daemon=True
     )
     try:
         stopper.start()
@@ -498,7 +499,7 @@ def _shutdown(
             broken = True
             _kill_pool_processes(before)
             deadline = min(deadline, time.monotonic() + BROKEN_TERMINATE_DEADLINE)
-    if stopper.is_alive() or pool_stop_failed.is_set():
+    if stopper.is_alive() or failed.is_set():
         _kill_pool_processes(before)
         stopper.join(BROKEN_TERMINATE_DEADLINE)
 
@@ -517,7 +518,7 @@ def _stop_without_a_thread(pool: multiprocessing.pool.Pool, before: set[int]) ->
         finalizer.cancel()
 
 
-def _terminate_and_join(pool: multiprocessing.pool.Pool) -> None:
+def _terminate_and_join(pool: multiprocessing.pool.Pool, failed: threading.Event) -> None:
     """``terminate()`` then ``join()``, both on the stopper thread, so that neither can hold
     the caller. ``join()`` waits for every worker the pool knows, including a replacement
     its worker-handler thread forked while ``terminate()`` ran; such a child can be stuck
@@ -531,13 +532,8 @@ def _terminate_and_join(pool: multiprocessing.pool.Pool) -> None:
         # multiprocessing's own shutdown can fail part-way when a worker is reaped by
         # someone else mid-terminate (a KeyError in this thread, seen once in the
         # SIGTERM-to-the-group loop under load); the caller's _kill_pool_processes ends
-        # whatever is left, and the traceback would only garble stderr.
-        pool_stop_failed.set()
-
-
-#: Set by a stopper thread whose terminate/join raised: ``_shutdown`` then kills the pool's
-#: processes itself instead of trusting a half-done stop.
-pool_stop_failed = threading.Event()
+        # whatever is left (``failed``), and the traceback would only garble stderr.
+        failed.set()
 
 
 def _kill_pool_processes(before: set[int]) -> None:
