@@ -614,3 +614,91 @@ def test_agent_that_misbehaves(keys, tmp_path, monkeypatch, reply, words):
     finally:
         fake.close()
     one_line(exc, f"{keys['ed25519']}.pub", *words)
+
+
+# --- end to end: SSHSIG files that ssh-keygen -Y verify accepts ----------------------------
+
+
+def ssh_keygen_verify(key: Path, message: Path, signature: Path) -> subprocess.CompletedProcess:
+    """``ssh-keygen -Y verify`` of ``signature`` over ``message``, trusting KEY.pub as
+    ``test@parhash`` for the parhash namespace."""
+    allowed = message.parent / "allowed_signers"
+    public = Path(f"{key}.pub").read_text().split()
+    allowed.write_text(f'test@parhash namespaces="parhash" {public[0]} {public[1]}\n')
+    command = ["ssh-keygen", "-Y", "verify", "-f", allowed, "-I", "test@parhash"]
+    command += ["-n", "parhash", "-s", signature]
+    with open(message, "rb") as stdin:
+        return subprocess.run(command, stdin=stdin, capture_output=True, text=True, timeout=60)
+
+
+def sign_and_verify(signer, key: Path, directory: Path) -> None:
+    """Sign a message with parhash.sshsig and ``signer``; ssh-keygen accepts it, and
+    refuses it for the message with one byte changed."""
+    from parhash import sshsig
+
+    message = directory / "manifest.jsonl"
+    message.write_bytes(b'{"path":"a","sha256":"00"}\n' * 50)
+    signature = directory / "manifest.jsonl.sig"
+    signature.write_text(sshsig.sign(message.read_bytes(), signer))
+    good = ssh_keygen_verify(key, message, signature)
+    fingerprint = sshsig_fingerprint(key)
+    assert good.returncode == 0, good
+    assert 'Good "parhash" signature for test@parhash with' in good.stdout, good
+    assert fingerprint in good.stdout, good
+    message.write_bytes(b"{" + message.read_bytes()[1:].replace(b"a", b"b", 1))
+    assert ssh_keygen_verify(key, message, signature).returncode != 0
+
+
+def sshsig_fingerprint(key: Path) -> str:
+    return subprocess.run(
+        ["ssh-keygen", "-l", "-f", f"{key}.pub"], capture_output=True, text=True, timeout=60
+    ).stdout.split()[1]
+
+
+@pytest.mark.parametrize("kind", list(KEY_TYPES))
+def test_key_file_sshsig_verifies_with_ssh_keygen(keys, tmp_path, kind):
+    sign_and_verify(load_signer(str(keys[kind])), keys[kind], tmp_path)
+
+
+@pytest.mark.parametrize("kind", list(KEY_TYPES))
+def test_agent_sshsig_verifies_with_ssh_keygen(keys, agent, tmp_path, kind):
+    agent().add(keys[kind])
+    sign_and_verify(load_signer(f"{keys[kind]}.pub"), keys[kind], tmp_path)
+
+
+@pytest.mark.parametrize("fmt", ["PEM", "PKCS8"])
+def test_encrypted_pem_key_sshsig_verifies_with_ssh_keygen(tmp_path, fmt):
+    key = keygen(tmp_path, "rsa3072", PASSPHRASE, fmt)
+    signer = load_signer(str(key), passphrase=lambda prompt: PASSPHRASE.encode())
+    sign_and_verify(signer, key, tmp_path)
+
+
+def test_cli_sign_through_the_agent_verifies_with_ssh_keygen(keys, agent, tmp_path, cli):
+    """``parhash sign FILE --key KEY.pub``: the real CLI, the real agent, ssh-keygen."""
+    running = agent()
+    running.add(keys["ed25519"])
+    message = tmp_path / "SHA256SUMS"
+    message.write_bytes(b"SHA256 (a) = " + b"0" * 64 + b"\n")
+    result = cli("sign", message, "--key", f"{keys['ed25519']}.pub", env=running.env)
+    assert result.returncode == 0, result
+    checked = ssh_keygen_verify(keys["ed25519"], message, Path(f"{message}.sig"))
+    assert checked.returncode == 0, checked
+
+
+@pytest.mark.parametrize("problem", ["not in agent", "no agent", "garbage"])
+def test_cli_bad_key_fails_before_scanning(keys, agent, tmp_path, cli, make_tree, problem):
+    """``scan --sign KEY``: a key that cannot sign is one line and exit 2, and no manifest
+    and no signature is written (the key is loaded before the tree is read)."""
+    tree = make_tree({"a": b"a", "b": b"b"})
+    env = {"SSH_AUTH_SOCK": agent().socket}
+    key = f"{keys['ed25519']}.pub"
+    if problem == "no agent":
+        env["SSH_AUTH_SOCK"] = str(tmp_path / "no-agent.sock")
+    elif problem == "garbage":
+        key = str(tree / "a")
+    out = tmp_path / "out.jsonl"
+    result = cli("scan", tree, "-f", "jsonl", "-o", out, "--sign", key, env=env)
+    assert result.returncode == ExitCode.FATAL, result
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"parhash: error: {key}: "), result
+    assert result.stdout == b"" and not out.exists() and not Path(f"{out}.sig").exists()
