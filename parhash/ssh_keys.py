@@ -156,7 +156,7 @@ def _load_private(path: str, data: bytes, ask: Callable[[str], bytes]) -> Signer
     try:
         key = _decrypt(path, loader, data, ask)
     except UnsupportedAlgorithm as exc:
-        raise SigningKeyError(f"{path}: unsupported private key: {exc}") from None
+        raise SigningKeyError(f"{path}: unsupported private key: {_reason(exc)}") from None
     return _file_signer(path, key)
 
 
@@ -170,7 +170,7 @@ def _decrypt(path: str, loader: Callable[..., Any], data: bytes, ask: Callable[[
         except TypeError:
             pass
         except ValueError as exc:
-            raise SigningKeyError(f"{path}: not a valid private key ({exc})") from None
+            raise SigningKeyError(f"{path}: not a valid private key ({_reason(exc)})") from None
         try:
             secret = ask(f"Enter passphrase for {path}: ")
         except _NoTerminal:
@@ -182,6 +182,13 @@ def _decrypt(path: str, loader: Callable[..., Any], data: bytes, ask: Callable[[
             return loader(data, password=secret.encode() if isinstance(secret, str) else secret)
         except (TypeError, ValueError):
             raise SigningKeyError(f"{path}: wrong passphrase") from None
+
+
+def _reason(exc: Exception) -> str:
+    """cryptography's message on one line, without the paragraph of guesses OpenSSL errors
+    start with ("Could not deserialize key data. The data may be ... Details: ...")."""
+    text = " ".join(str(exc).split())
+    return text.partition("Details: ")[2] or text
 
 
 def _openssh_public_blob(path: str, data: bytes) -> bytes:
@@ -381,7 +388,7 @@ def _validate_public_blob(path: str, name: str, blob: bytes) -> None:
         else:
             serialization.load_ssh_public_key(_public_line(name, blob))
     except (ValueError, UnsupportedAlgorithm, sshwire.WireError) as exc:
-        raise SigningKeyError(f"{path}: not a valid {name} public key ({exc})") from None
+        raise SigningKeyError(f"{path}: not a valid {name} public key ({_reason(exc)})") from None
 
 
 def _public_line(name: str, blob: bytes) -> bytes:
