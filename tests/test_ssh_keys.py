@@ -562,14 +562,16 @@ def test_no_ssh_auth_sock(keys, monkeypatch):
 
 
 class FakeAgent:
-    """A socket server that reads requests and answers with ``reply`` (or never)."""
+    """A socket server that answers the n-th connection's request with ``replies[n]`` (the
+    last one again after that; None: never answers)."""
 
-    def __init__(self, path: Path, reply: bytes | None, close: bool) -> None:
+    def __init__(self, path: Path, *replies: bytes | None, close: bool = False) -> None:
         self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.server.bind(str(path))
         self.server.listen()
-        self.reply, self.close_after = reply, close
+        self.replies, self.close_after = list(replies), close
         self.connections: list[socket.socket] = []
+        self.requests: list[bytes] = []
         threading.Thread(target=self.serve, daemon=True).start()
 
     def serve(self) -> None:
@@ -579,9 +581,10 @@ class FakeAgent:
             except OSError:
                 return
             self.connections.append(conn)  # kept open: "never answers" must not close
-            conn.recv(65536)
-            if self.reply is not None:
-                conn.sendall(self.reply)
+            self.requests.append(conn.recv(65536))
+            reply = self.replies.pop(0) if len(self.replies) > 1 else self.replies[0]
+            if reply is not None:
+                conn.sendall(reply)
             if self.close_after:
                 conn.close()
 
@@ -614,6 +617,52 @@ def test_agent_that_misbehaves(keys, tmp_path, monkeypatch, reply, words):
     finally:
         fake.close()
     one_line(exc, f"{keys['ed25519']}.pub", *words)
+
+
+def _agent_message(code: int, *fields: bytes) -> bytes:
+    body = bytes([code]) + b"".join(fields)
+    return struct.pack(">I", len(body)) + body
+
+
+def _holding(blob: bytes) -> bytes:
+    """An IDENTITIES_ANSWER with the one key ``blob``."""
+    return _agent_message(12, struct.pack(">I", 1), _wire(blob, b"comment"))
+
+
+def test_security_key_through_the_agent(tmp_path, monkeypatch):
+    """A FIDO key's signature carries flags and a counter after the raw signature
+    (PROTOCOL.u2f): it is passed through whole. No token here: the agent is a fake."""
+    blob = _wire(b"sk-ssh-ed25519@openssh.com", b"\1" * 32, b"ssh:")
+    pub = tmp_path / "id_ed25519_sk.pub"
+    pub.write_bytes(_pub_line(b"sk-ssh-ed25519@openssh.com", b"\1" * 32, b"ssh:"))
+    signature = _wire(b"sk-ssh-ed25519@openssh.com", b"s" * 64) + b"\1" + struct.pack(">I", 7)
+    fake = FakeAgent(tmp_path / "fake.sock", _holding(blob), _agent_message(14, _wire(signature)))
+    monkeypatch.setenv("SSH_AUTH_SOCK", str(tmp_path / "fake.sock"))
+    try:
+        signer = load_signer(str(pub))
+        assert signer.description.startswith("ED25519-SK key SHA256:")
+        assert signer.sign(b"data") == signature
+    finally:
+        fake.close()
+
+
+def test_agent_that_signs_rsa_with_sha1_is_refused(keys, tmp_path, monkeypatch):
+    """An agent too old for the rsa-sha2-512 flag answers with an ``ssh-rsa`` (SHA-1)
+    signature, which ssh-keygen -Y verify refuses: refused at once, naming both."""
+    sha1 = _wire(b"ssh-rsa", b"s" * 384)
+    held = _holding(pub_blob(keys["rsa3072"]))
+    fake = FakeAgent(tmp_path / "fake.sock", held, _agent_message(14, _wire(sha1)))
+    monkeypatch.setenv("SSH_AUTH_SOCK", str(tmp_path / "fake.sock"))
+    try:
+        signer = load_signer(f"{keys['rsa3072']}.pub")
+        with pytest.raises(SigningKeyError) as exc:
+            signer.sign(b"data")
+    finally:
+        fake.close()
+    one_line(exc, f"{keys['rsa3072']}.pub", "signed with ssh-rsa, not rsa-sha2-512")
+    # what was asked: SIGN_REQUEST (13), the key, the data, flags SSH_AGENT_RSA_SHA2_512 (4)
+    asked = _agent_message(13, _wire(pub_blob(keys["rsa3072"]), b"data"), struct.pack(">I", 4))
+    assert fake.requests == [_agent_message(11), asked]
 
 
 # --- end to end: SSHSIG files that ssh-keygen -Y verify accepts ----------------------------
