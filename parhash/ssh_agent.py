@@ -2,7 +2,7 @@
 
 Signing through the agent keeps the private key in the agent (or on a hardware token behind
 it): parhash never sees it, which is the point of ``--sign KEY.pub``. Only the two requests
-that need are spoken; each opens its own connection, so an agent that was restarted during
+parhash needs are spoken; each opens its own connection, so an agent that was restarted during
 an hour-long scan is found again (or reported) when the signature is made.
 """
 
