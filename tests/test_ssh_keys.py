@@ -726,8 +726,10 @@ def test_cli_sign_through_the_agent_verifies_with_ssh_keygen(keys, agent, tmp_pa
     """``parhash sign FILE --key KEY.pub``: the real CLI, the real agent, ssh-keygen."""
     running = agent()
     running.add(keys["ed25519"])
-    message = tmp_path / "SHA256SUMS"
-    message.write_bytes(b"SHA256 (a) = " + b"0" * 64 + b"\n")
+    (tmp_path / "a").write_bytes(b"a")
+    message = tmp_path / "SHA256SUMS"  # the issue's example: a file sha256sum wrote
+    sums = subprocess.run(["sha256sum", "a"], cwd=tmp_path, capture_output=True, check=True)
+    message.write_bytes(sums.stdout)
     result = cli("sign", message, "--key", f"{keys['ed25519']}.pub", env=running.env)
     assert result.returncode == 0, result
     checked = ssh_keygen_verify(keys["ed25519"], message, Path(f"{message}.sig"))
