@@ -193,38 +193,36 @@ def test_wrong_passphrase_is_one_line(tmp_path, fmt):
 
 
 def test_no_terminal_for_a_passphrase_says_use_the_agent(tmp_path):
-    """cron: no controlling terminal (setsid), stdin not a tty. The default passphrase
-    reader must fail at once with the one line, never read stdin or hang."""
+    """cron: ``parhash sign`` with no controlling terminal (setsid) and stdin not a tty.
+    The default passphrase reader must fail at once with the one line, never read stdin
+    (the passphrase is offered there) or hang, and nothing is written."""
     key = keygen(tmp_path, "ed25519", PASSPHRASE)
-    code = (
-        "import sys\nfrom parhash.ssh_keys import load_signer, SigningKeyError\n"
-        "try:\n    load_signer(sys.argv[1])\nexcept SigningKeyError as e:\n"
-        "    print(e); sys.exit(e.exit_code)\n"
-    )
+    (tmp_path / "msg").write_bytes(b"data\n")
     proc = subprocess.run(
-        ["setsid", sys.executable, "-c", code, str(key)],
+        ["setsid", sys.executable, "-m", "parhash", "sign", "msg", "--key", key],
+        cwd=tmp_path,
         input=f"{PASSPHRASE}\n".encode(),  # on stdin: must not be taken as the passphrase
         capture_output=True,
         timeout=60,
     )
     assert proc.returncode == ExitCode.FATAL, proc
-    lines = proc.stdout.decode().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"{key}: "), proc
+    lines = proc.stderr.decode().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"parhash: error: {key}: "), proc
     assert "passphrase-protected" in lines[0] and "ssh-agent" in lines[0], lines
-    assert "KEY.pub" in lines[0] and proc.stderr == b"", proc
+    assert "KEY.pub" in lines[0] and proc.stdout == b"", proc
+    assert not (tmp_path / "msg.sig").exists()
 
 
-def run_on_terminal(key: Path, answer: bytes) -> str:
-    """Run load_signer with the default passphrase reader in a child whose controlling
-    terminal is a pty; type ``answer`` at the prompt; return everything the child wrote."""
-    code = (
-        "import sys\nfrom parhash.ssh_keys import load_signer, SigningKeyError\n"
-        "try:\n    print('OK', load_signer(sys.argv[1]).description)\n"
-        "except SigningKeyError as e:\n    print('ERR', e)\n"
-    )
+def run_on_terminal(argv: list[str | Path], cwd: Path, answer: bytes) -> tuple[int, str]:
+    """Run ``argv`` in a child whose controlling terminal is a pty; type ``answer`` at the
+    passphrase prompt; return the exit status and everything the child wrote."""
     pid, fd = pty.fork()
-    if pid == 0:
-        os.execv(sys.executable, [sys.executable, "-c", code, str(key)])
+    if pid == 0:  # the child: never returns into pytest, even if exec fails
+        try:
+            os.chdir(cwd)
+            os.execv(argv[0], list(map(str, argv)))
+        finally:
+            os._exit(127)
     output = b""
     try:
         with deadline(60):
@@ -234,8 +232,8 @@ def run_on_terminal(key: Path, answer: bytes) -> str:
             output += b"".join(iter(lambda: _read_terminal(fd), b""))
     finally:
         os.close(fd)
-        os.waitpid(pid, 0)
-    return output.decode()
+        _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), output.decode()
 
 
 def _read_terminal(fd: int) -> bytes:
@@ -247,12 +245,19 @@ def _read_terminal(fd: int) -> bytes:
 
 
 def test_terminal_passphrase_right_and_wrong(tmp_path):
+    """``parhash sign`` asks on the terminal, without echo; the signature verifies with
+    ssh-keygen; a wrong passphrase is one line and exit 2."""
     key = keygen(tmp_path, "ed25519", PASSPHRASE)
-    good = run_on_terminal(key, PASSPHRASE.encode())
-    assert f"Enter passphrase for {key}: " in good and "OK ED25519 key" in good, good
+    (tmp_path / "msg").write_bytes(b"data\n")
+    argv = [sys.executable, "-m", "parhash", "sign", "msg", "--key", key]
+    status, good = run_on_terminal(argv, tmp_path, PASSPHRASE.encode())
+    assert status == 0 and f"Enter passphrase for {key}: " in good, good
     assert PASSPHRASE not in good  # not echoed
-    bad = run_on_terminal(key, b"wrong horse")
-    assert f"ERR {key}: wrong passphrase" in bad, bad
+    assert ssh_keygen_verify(key, tmp_path / "msg", tmp_path / "msg.sig").returncode == 0
+    (tmp_path / "msg.sig").unlink()
+    status, bad = run_on_terminal(argv, tmp_path, b"wrong horse")
+    assert status == ExitCode.FATAL and f"parhash: error: {key}: wrong passphrase" in bad, bad
+    assert not (tmp_path / "msg.sig").exists()
 
 
 @pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o660])
