@@ -126,7 +126,13 @@ def _on_sigterm(signum: int, frame: object) -> None:
     if _watchdog is None:
         _watchdog = threading.Timer(STOP_GRACE_S, _leave, (code,))
         _watchdog.daemon = True
-        _watchdog.start()
+        # A second signal must not raise inside Thread.start() (threading's _limbo race:
+        # the new thread then dies printing a KeyError); held, it is handled after.
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGHUP})
+        try:
+            _watchdog.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
     raise Interrupted(code)
 
 

@@ -487,11 +487,17 @@ def _shutdown(
     stopper = threading.Thread(
         target=_terminate_and_join, args=(pool, failed), name="parhash-pool-stop", daemon=True
     )
+    # Held while the thread starts: a SIGTERM whose handler raised inside Thread.start()
+    # left the new thread to fail on threading's _limbo table, printing "Exception ignored
+    # in thread started by ..." (a KeyError, seen in the start-up SIGTERM loop under load).
+    mask = _block_parent_signals()
     try:
         stopper.start()
     except RuntimeError:  # no thread can start (ulimit -v, -u): the data may be complete
         _stop_without_a_thread(pool, before)
         return
+    finally:
+        _restore_signals(mask)
     deadline = time.monotonic() + (BROKEN_TERMINATE_DEADLINE if broken else TERMINATE_DEADLINE)
     while stopper.is_alive() and time.monotonic() < deadline:
         stopper.join(SHUTDOWN_POLL)

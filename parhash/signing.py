@@ -250,8 +250,7 @@ def verify_all(paths: Sequence[str], options: VerifyOptions | None) -> list[Veri
 def _read_signature(path: str) -> tuple[sshsig.Envelope, str]:
     sig_path = signature_path(path)
     try:
-        with open(sig_path, "rb") as f:
-            data = f.read(MAX_SIGNATURE_FILE + 1)
+        data = _read_small_regular(sig_path, MAX_SIGNATURE_FILE + 1)
     except FileNotFoundError:
         raise SignatureRefused(f"{path}: not signed ({sig_path} does not exist)") from None
     except OSError as exc:
@@ -267,9 +266,28 @@ def _read_signature(path: str) -> tuple[sshsig.Envelope, str]:
         raise SignatureRefused(f"{sig_path}: {exc}") from None
 
 
+def _read_small_regular(path: str, limit: int) -> bytes:
+    """Up to ``limit`` bytes of a regular file. Opened non-blocking, so a FIFO put where
+    the signature belongs is refused at once instead of waiting for a writer forever."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(0, "not a regular file")
+        chunks, size = [], 0
+        while size < limit:
+            chunk = os.read(fd, limit - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 def _open_regular(path: str) -> tuple[int, os.stat_result]:
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)  # a FIFO: no wait
     except OSError as exc:
         raise FatalError(f"{path}: {exc.strerror or exc}") from None
     st = os.fstat(fd)
