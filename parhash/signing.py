@@ -165,9 +165,9 @@ class Verified:
 
     def describe(self) -> str:
         """``good signature by ops@example (ED25519 SHA256:...), created ...``."""
-        from parhash.sshwire import fingerprint, key_type
+        from parhash.sshwire import fingerprint, key_label
 
-        kind = key_type(self.key).removeprefix("ssh-").removeprefix("ecdsa-sha2-").upper()
+        kind = key_label(self.key)
         text = f"good signature by {', '.join(self.principals)} ({kind} {fingerprint(self.key)})"
         if self.created is not None:
             text += f", created {iso(self.created)}"

@@ -25,10 +25,11 @@ import stat
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from parhash import ssh_agent, sshwire
 from parhash.exit_codes import FatalError
+from parhash.sshsig import Signer  # the one protocol a signing key meets
 
 #: The most a key file may hold. OpenSSH's largest key (RSA 16384 bits) is about 12.5 KiB as a
 #: private key file; a ``.pub`` line is smaller. Four times that reads every real key and
@@ -39,16 +40,6 @@ MAX_KEY_FILE = 64 * 1024
 #: from a smaller key would be refused by ``ssh-keygen -Y verify``, so it is refused here.
 MIN_RSA_BITS = 1024
 
-#: The label ``ssh-keygen -l`` prints for each key type, used in descriptions.
-KEY_LABELS = {
-    "ssh-ed25519": "ED25519",
-    "ecdsa-sha2-nistp256": "ECDSA",
-    "ecdsa-sha2-nistp384": "ECDSA",
-    "ecdsa-sha2-nistp521": "ECDSA",
-    "ssh-rsa": "RSA",
-    "sk-ssh-ed25519@openssh.com": "ED25519-SK",
-    "sk-ecdsa-sha2-nistp256@openssh.com": "ECDSA-SK",
-}
 
 #: The hash each ECDSA curve signs with (RFC 5656 section 6.2.1), by cryptography's curve name.
 ECDSA_CURVES = {
@@ -64,17 +55,6 @@ USE_AGENT = "use ssh-agent: ssh-add the key and give KEY.pub"
 
 class SigningKeyError(FatalError):
     """The signing key cannot be used: one line, ``KEY: reason`` (exit code 2)."""
-
-
-class Signer(Protocol):
-    """What SSHSIG needs from a key: its public half and signatures over bytes."""
-
-    public_blob: bytes  #: the SSH wire public key (what ``KEY.pub``'s base64 decodes to)
-    description: str  #: "ED25519 key SHA256:... from PATH" / "... in ssh-agent"
-
-    def sign(self, data: bytes) -> bytes:
-        """The SSH signature blob of ``data``: string(algorithm) + string(raw signature)."""
-        ...
 
 
 class _NoTerminal(Exception):
@@ -221,7 +201,7 @@ def _check_openssh_type(path: str, blob: bytes) -> None:
             f"{path}: a security-key ({name}) file holds only a handle, the private key is "
             f"on the token: {USE_AGENT}"
         )
-    if name not in KEY_LABELS:
+    if name not in sshwire.KEY_LABELS:
         raise SigningKeyError(f"{path}: {_unsupported(name)}")
 
 
@@ -284,7 +264,7 @@ def _file_signer(path: str, key: Any) -> Signer:
 
 def _describe(blob: bytes) -> str:
     """``ED25519 key SHA256:...``: the type label and fingerprint ``ssh-keygen -l`` shows."""
-    return f"{KEY_LABELS[sshwire.key_type(blob)]} key {sshwire.fingerprint(blob)}"
+    return f"{sshwire.key_label(blob)} key {sshwire.fingerprint(blob)}"
 
 
 # --- public keys, signed by ssh-agent ----------------------------------------------------
@@ -366,7 +346,7 @@ def _public_key_blob(path: str, data: bytes) -> bytes:
         raise SigningKeyError(f"{path}: the key says {fields[0]} but holds {name}")
     if name.endswith("-cert-v01@openssh.com"):
         raise SigningKeyError(f"{path}: certificates are not supported: give the plain KEY.pub")
-    if name not in KEY_LABELS:
+    if name not in sshwire.KEY_LABELS:
         raise SigningKeyError(f"{path}: {_unsupported(name)}")
     _validate_public_blob(path, name, blob)
     return blob

@@ -88,6 +88,24 @@ class Reader:
             raise WireError(f"{self.what} has {len(self.data) - self.offset} trailing bytes")
 
 
+#: The label ``ssh-keygen -l`` prints for each key type, used in descriptions.
+KEY_LABELS = {
+    "ssh-ed25519": "ED25519",
+    "ecdsa-sha2-nistp256": "ECDSA",
+    "ecdsa-sha2-nistp384": "ECDSA",
+    "ecdsa-sha2-nistp521": "ECDSA",
+    "ssh-rsa": "RSA",
+    "sk-ssh-ed25519@openssh.com": "ED25519-SK",
+    "sk-ecdsa-sha2-nistp256@openssh.com": "ECDSA-SK",
+}
+
+
+def key_label(blob: bytes) -> str:
+    """``ED25519``, ``ECDSA-SK``...: the key's type as ``ssh-keygen -l`` names it."""
+    kind = key_type(blob)
+    return KEY_LABELS.get(kind, kind)
+
+
 def key_type(blob: bytes) -> str:
     """The type name a public key blob starts with (``ssh-ed25519``)."""
     return Reader(blob, "public key").text()

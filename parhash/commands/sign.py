@@ -88,7 +88,7 @@ def _regular(path: str) -> tuple[str, int]:
     if path == "-":
         raise FatalError("sign needs files: standard input has no place for a .sig")
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)  # a FIFO: no wait
     except OSError as exc:
         raise FatalError(f"{path}: {exc.strerror or exc}") from None
     if not stat.S_ISREG(os.fstat(fd).st_mode):
