@@ -199,7 +199,7 @@ def verify_blob(public_key: bytes, signature: bytes, data: bytes) -> None:
         kind = key_type(public_key)
         sig = Reader(signature, "signature")
         algorithm, raw = sig.text(), sig.string()
-        verify = _VERIFIERS.get(kind) or _FIDO.get(kind)
+        verify = _VERIFIERS.get(kind)
         if verify is None:
             raise SignatureError(_unsupported(kind))
         if kind in _FIDO:
@@ -244,38 +244,15 @@ def _fido_application(blob: bytes) -> bytes:
     return application
 
 
-def _sk_ed25519(key: Reader, algorithm: str, raw: bytes, data: bytes) -> None:
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
-    kind = key.text()
-    point = key.string()
-    key.string()  # the application, already in ``data``
-    key.end()
-    _same(algorithm, kind)
-    if len(point) != 32 or len(raw) != 64:
-        raise SignatureError("is malformed: an Ed25519 key is 32 bytes, a signature 64")
-    Ed25519PublicKey.from_public_bytes(point).verify(raw, data)
-
-
-def _sk_ecdsa(key: Reader, algorithm: str, raw: bytes, data: bytes) -> None:
-    kind = key.text()
-    curve = key.text()
-    point = key.string()
-    key.string()  # the application, already in ``data``
-    key.end()
-    if curve != "nistp256":
-        raise SignatureError(f"is malformed: key type {kind} on curve {curve!r}")
-    _same(algorithm, kind)
-    _ecdsa_verify(curve, point, raw, data)
-
-
 def _ed25519(key: Reader, algorithm: str, raw: bytes, data: bytes) -> None:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-    key.text()
+    kind = key.text()
     point = key.string()
+    if kind in _FIDO:
+        key.string()  # the application, already in ``data`` (``_fido_signed``)
     key.end()
-    _same(algorithm, "ssh-ed25519")
+    _same(algorithm, kind)
     if len(point) != 32 or len(raw) != 64:
         raise SignatureError("is malformed: an Ed25519 key is 32 bytes, a signature 64")
     Ed25519PublicKey.from_public_bytes(point).verify(raw, data)
@@ -285,8 +262,11 @@ def _ecdsa(key: Reader, algorithm: str, raw: bytes, data: bytes) -> None:
     kind = key.text()
     curve = key.text()
     point = key.string()
+    if kind in _FIDO:
+        key.string()  # the application, already in ``data`` (``_fido_signed``)
     key.end()
-    if curve not in _CURVES or kind != f"ecdsa-sha2-{curve}":
+    expected = f"sk-ecdsa-sha2-{curve}@openssh.com" if kind in _FIDO else f"ecdsa-sha2-{curve}"
+    if curve not in _CURVES or kind != expected:
         raise SignatureError(f"is malformed: key type {kind} on curve {curve!r}")
     _same(algorithm, kind)
     _ecdsa_verify(curve, point, raw, data)
@@ -339,8 +319,9 @@ _VERIFIERS = {
     "ecdsa-sha2-nistp384": _ecdsa,
     "ecdsa-sha2-nistp521": _ecdsa,
     "ssh-rsa": _rsa,
+    "sk-ssh-ed25519@openssh.com": _ed25519,
+    "sk-ecdsa-sha2-nistp256@openssh.com": _ecdsa,
 }
-_FIDO = {
-    "sk-ssh-ed25519@openssh.com": _sk_ed25519,
-    "sk-ecdsa-sha2-nistp256@openssh.com": _sk_ecdsa,
-}
+#: The FIDO types: the token signs ``_fido_signed(data)``, and the key ends with its
+#: application.
+_FIDO = frozenset(kind for kind in _VERIFIERS if kind.startswith("sk-"))
