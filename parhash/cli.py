@@ -213,7 +213,7 @@ SCAN_EPILOG = (
         "curl -s https://example.org/x.iso | parhash scan - -a sha256",
         "parhash scan /srv --cache -f jsonl -o srv.jsonl   # re-runs read only what changed",
     )
-    + EXIT_CODES_HELP
+    + exit_status_help({3: "not used by scan"})
 )
 
 MinSize = Annotated[
@@ -1064,6 +1064,7 @@ CACHE_EXIT_HELP = exit_status_help(
     {
         0: "done (also when there is no cache yet)",
         1: "not used",
+        3: "not used",
         2: "usage error, or the cache cannot be used (corrupt, written by a newer parhash, "
         "locked by another process)",
     }
