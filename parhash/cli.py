@@ -203,18 +203,15 @@ Exclude = Annotated[
 ]
 
 
-SCAN_EPILOG = (
-    examples(
-        "parhash scan ./photos > photos.xxh3",
-        "parhash scan . -f jsonl | jq -r 'select(.size > 1e6) | .path'",
-        "parhash scan /srv -a sha256 -f csv -o manifest.csv --jobs 2",
-        "find . -newer stamp -type f -print0 | parhash scan --files-from - -0",
-        "parhash scan -a sha256,xxh3 --tag src    # two digests, one read",
-        "curl -s https://example.org/x.iso | parhash scan - -a sha256",
-        "parhash scan /srv --cache -f jsonl -o srv.jsonl   # re-runs read only what changed",
-    )
-    + exit_status_help({3: "not used by scan"})
-)
+SCAN_EPILOG = examples(
+    "parhash scan ./photos > photos.xxh3",
+    "parhash scan . -f jsonl | jq -r 'select(.size > 1e6) | .path'",
+    "parhash scan /srv -a sha256 -f csv -o manifest.csv --jobs 2",
+    "find . -newer stamp -type f -print0 | parhash scan --files-from - -0",
+    "parhash scan -a sha256,xxh3 --tag src    # two digests, one read",
+    "curl -s https://example.org/x.iso | parhash scan - -a sha256",
+    "parhash scan /srv --cache -f jsonl -o srv.jsonl   # re-runs read only what changed",
+) + exit_status_help({3: "not used by scan"})
 
 MinSize = Annotated[
     Optional[str],

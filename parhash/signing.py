@@ -27,13 +27,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from parhash import sshsig
+from parhash.commands.outputs import signature_path
 from parhash.exit_codes import ExitCode, FatalError
 
 if TYPE_CHECKING:
     from parhash.allowed_signers import AllowedSigners
     from parhash.sshsig import Signer
 
-SUFFIX = ".sig"
 COMMENT_PREFIX = "parhash-trusted-comment: "
 #: What the comment's signature signs before the first signature and the comment line, so
 #: it can never be taken for a manifest's signature (no manifest starts with it).
@@ -49,10 +49,6 @@ class SignatureRefused(FatalError):
     """The input's signature was not accepted: one line, exit 3 (``BAD_SIGNATURE``)."""
 
     exit_code = ExitCode.BAD_SIGNATURE
-
-
-def signature_path(path: str) -> str:
-    return path + SUFFIX
 
 
 @dataclass(frozen=True)

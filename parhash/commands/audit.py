@@ -106,15 +106,18 @@ def run(
     bad manifest, a missing root or an ``update`` that would lose entries."""
     from parhash import baseline
     from parhash.audit_store import AuditSink, AuditStore
-    from parhash.commands.outputs import own_files_skipped, skipping
+    from parhash.commands.outputs import own_files_skipped, signature_path, skipping
     from parhash.manifest import no_root_message, open_manifest, read_info
     from parhash.output import sanitize
     from parhash.pipeline import open_cache, run
-    from parhash.signing import signature_path, verify_all
     from parhash.sources import check_roots, scan_sources
 
     started = time.time()
-    verified = verify_all([manifest], options.verify)  # before anything is read or scanned
+    verified = []
+    if options.verify is not None:  # before anything is read or scanned
+        from parhash.signing import verify_all
+
+        verified = verify_all([manifest], options.verify)
     try:
         spec = _sign_spec(options, started)
         reader = open_manifest(manifest, rewrite=options.update)  # read once: stdin, pipes
@@ -190,7 +193,7 @@ def _stale_signature(manifest: str, spec: SignSpec | None) -> str | None:
     fails verification (left in place: refused is the safe way for it to fail)."""
     import os
 
-    from parhash.signing import signature_path
+    from parhash.commands.outputs import signature_path
 
     sig = signature_path(manifest)
     if spec is not None or not os.path.exists(sig):

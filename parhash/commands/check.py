@@ -65,9 +65,12 @@ def run(
     from parhash.checking import CheckReport, CheckSink, check_sources
     from parhash.options import ScanOptions
     from parhash.pipeline import run
-    from parhash.signing import verify_all
 
-    verified = verify_all(names, verify)
+    verified = []
+    if verify is not None:  # imported only then: a check without it never loads signing
+        from parhash.signing import verify_all
+
+        verified = verify_all(names, verify)
     try:
         report = CheckReport(options)
         sources = check_sources(names, report)

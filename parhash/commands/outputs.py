@@ -19,6 +19,16 @@ if TYPE_CHECKING:
     from parhash.signing import SignSpec
 
 
+#: The detached signature beside a signed file (``--sign``, ``parhash sign``): an output
+#: of parhash's own, which the walk skips like the file itself. Here, not in
+#: ``parhash.signing``, so that a scan that signs nothing never imports the signing code.
+SIGNATURE_SUFFIX = ".sig"
+
+
+def signature_path(path: str) -> str:
+    return path + SIGNATURE_SUFFIX
+
+
 class Outputs:
     """Where a command's data goes: stdout through one checked writer, and atomic output
     files. All are completed together on success, else the files are dropped."""

@@ -81,11 +81,10 @@ def run(
     """Scan into ``output`` (a path; None or ``-``: ``outputs.stdout()``) and return the
     summary; ``progress()`` makes the progress sink once the output is open. Raises
     ``FatalError`` before hashing when ``-o`` would overwrite an input."""
-    from parhash.commands.outputs import skipping
+    from parhash.commands.outputs import signature_path, skipping
     from parhash.output import ListedOutputGuard, refuse_overwriting_input
     from parhash.pipeline import open_cache, run
     from parhash.report import make_reporter
-    from parhash.signing import signature_path
     from parhash.sources import listed_source, scan_sources, stdin_record, unique_roots
 
     paths = inputs.paths
