@@ -51,6 +51,22 @@ class SignatureRefused(FatalError):
     exit_code = ExitCode.BAD_SIGNATURE
 
 
+def refuse_unkept_signature(path: str) -> None:
+    """FatalError unless ``path.sig`` is absent or a regular file (or a link to one),
+    checked before anything is hashed or signed. An output that is not a regular file is
+    written in place: a FIFO would block the write until a reader comes (forever, from
+    cron), and /dev/null would swallow the signature while parhash says "signed"."""
+    sig = signature_path(path)
+    try:
+        st = os.stat(sig)
+    except FileNotFoundError:  # a dangling link too: the link's target is created
+        return
+    except OSError as exc:
+        raise FatalError(f"cannot write {sig}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise FatalError(f"cannot write {sig}: not a regular file, it would not keep the signature")
+
+
 @dataclass(frozen=True)
 class ManifestFacts:
     """What the trusted comment says about the signed file."""
@@ -410,6 +426,11 @@ class SignedOutput:
         if output.direct:
             output.abort()
             raise FatalError(f"--sign needs a regular file to sign, not {output.path}")
+        try:
+            refuse_unkept_signature(output.path)
+        except FatalError:
+            output.abort()
+            raise
         self.output = output
         self.path = output.path
         self.stream = output.stream
@@ -422,6 +443,7 @@ class SignedOutput:
         fd = self.stream.fileno()
         facts = describe(fd, self.path, self.spec.created, self.spec.algo)
         text = signature_text(fd, self.spec.signer, facts)
+        refuse_unkept_signature(self.path)  # again: the scan may have taken hours
         sig = AtomicOutput(signature_path(self.path))
         try:
             sig.stream.write(text.encode("ascii"))
