@@ -118,12 +118,20 @@ def parse_iso(text: str) -> float:
 # -- signing ---------------------------------------------------------------------------------
 
 
-def signature_text(fd: int, signer: Signer, facts: ManifestFacts) -> str:
-    """The whole ``.sig`` content for the file open at ``fd``."""
+def signature_text(fd: int, signer: Signer, facts: ManifestFacts, name: str) -> str:
+    """The whole ``.sig`` content for the file open at ``fd``. FatalError, before the key
+    is asked, for a comment so long (thousands of long roots) that ``verify`` would refuse
+    the ``.sig`` as too large: never write a signature parhash itself will not read."""
     import hashlib
 
-    blob = sshsig.sign_digests(signer, sshsig.digest_fd(fd, sshsig.HASH))
     line = facts.line()
+    if len(line) > MAX_SIGNATURE_FILE // 2:  # the two armored blocks are a few kB at most
+        raise FatalError(
+            f"cannot sign {name}: the signature would be larger than verification reads "
+            f"(1 MiB): its comment lists {len(facts.roots)} roots in {len(line)} bytes; "
+            "sign a manifest of fewer roots"
+        )
+    blob = sshsig.sign_digests(signer, sshsig.digest_fd(fd, sshsig.HASH))
     message = COMMENT_DOMAIN + blob + line.encode("ascii")
     comment = sshsig.sign_digests(signer, hashlib.new(sshsig.HASH, message).digest())
     return sshsig.armor(blob) + line + sshsig.armor(comment)
@@ -439,18 +447,23 @@ class SignedOutput:
     def commit(self) -> None:
         from parhash.output import AtomicOutput
 
-        self.stream.flush()
-        fd = self.stream.fileno()
-        facts = describe(fd, self.path, self.spec.created, self.spec.algo)
-        text = signature_text(fd, self.spec.signer, facts)
-        refuse_unkept_signature(self.path)  # again: the scan may have taken hours
-        sig = AtomicOutput(signature_path(self.path))
+        try:  # the file is not put in place unsigned (a named temporary is removed)
+            self.stream.flush()
+            fd = self.stream.fileno()
+            facts = describe(fd, self.path, self.spec.created, self.spec.algo)
+            text = signature_text(fd, self.spec.signer, facts, self.path)
+            refuse_unkept_signature(self.path)  # again: the scan may have taken hours
+            sig = AtomicOutput(signature_path(self.path))
+        except BaseException:
+            self.output.abort()
+            raise
         try:
             sig.stream.write(text.encode("ascii"))
             sig.stream.flush()
             self.output.commit()
         except BaseException:
             sig.abort()
+            self.output.abort()
             raise
         sig.commit()
 

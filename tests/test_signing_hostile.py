@@ -756,3 +756,20 @@ def test_check_refuses_a_tampered_sums_file_before_hashing(tmp_path, keys):
     r = run_cli("check", sums, "--allowed-signers", keys["signers"], cwd=tree)
     assert_refused(r)
     assert stat.S_ISREG(os.stat(sums).st_mode)
+
+
+def test_a_comment_too_long_to_verify_is_never_written(tmp_path, keys):
+    """300 roots of 3.7 kB each: the comment that lists them would make a .sig over the
+    1 MiB verify reads, a signature parhash writes but refuses. The run fails loudly
+    instead, and leaves neither manifest nor .sig."""
+    component = "x" * 250
+    deep = tmp_path.joinpath(*[component] * 14)
+    roots = [deep / f"r{n}" for n in range(300)]
+    for root in roots:
+        root.mkdir(parents=True)
+    out = tmp_path / "out"
+    out.mkdir()
+    manifest = out / "m.jsonl"
+    r = run_cli("scan", *roots, "-f", "jsonl", "-o", manifest, "--sign", keys["ops"], "-q")
+    assert_fatal(r, "cannot sign", "300 roots")
+    assert leftovers(out) == []

@@ -57,7 +57,7 @@ def sign(paths: Sequence[str], key: str, outputs) -> SignResult:
         for path, fd in inputs:
             facts = describe(fd, path, spec.created)
             target = outputs.open(signature_path(path))
-            target.stream.write(signature_text(fd, signer, facts).encode("ascii"))
+            target.stream.write(signature_text(fd, signer, facts, path).encode("ascii"))
             written.append((path, signature_path(path)))
     finally:
         for _, fd in inputs:
