@@ -336,18 +336,7 @@ def test_a_manifest_swapped_while_audit_reads_it_is_never_believed(tmp_path, key
     assert r.returncode == 0, r.stderr
     genuine = tmp_path / "genuine.jsonl"
     shutil.copy2(manifest, genuine)
-    stop = threading.Event()
-
-    def swap() -> None:
-        parked = tmp_path / "parked"
-        while not stop.is_set():
-            shutil.copy2(decoy, parked)
-            os.replace(parked, manifest)
-            shutil.copy2(genuine, parked)
-            os.replace(parked, manifest)
-
-    thread = threading.Thread(target=swap, daemon=True)
-    thread.start()
+    stop, thread = swapping(manifest, decoy, genuine)
     try:
         codes = {
             run_cli("audit", manifest, tree, "--allowed-signers", keys["signers"]).returncode
@@ -773,3 +762,52 @@ def test_a_comment_too_long_to_verify_is_never_written(tmp_path, keys):
     r = run_cli("scan", *roots, "-f", "jsonl", "-o", manifest, "--sign", keys["ops"], "-q")
     assert_fatal(r, "cannot sign", "300 roots")
     assert leftovers(out) == []
+
+
+def swapping(path: Path, *versions: Path):
+    """A thread that keeps renaming copies of ``versions`` over ``path`` until stopped."""
+    stop = threading.Event()
+
+    def swap() -> None:
+        parked = path.parent / "parked"
+        while not stop.is_set():
+            for version in versions:
+                shutil.copy2(version, parked)
+                os.replace(parked, path)
+
+    thread = threading.Thread(target=swap, daemon=True)
+    thread.start()
+    return stop, thread
+
+
+def test_a_sums_file_swapped_while_check_opens_it_prints_nothing(tmp_path, keys):
+    """check opens the sums file by name after its signature was verified: a sums file of
+    the same signer renamed over it in between must be refused (3) before a line is
+    printed, never checked (its wrong digest would print FAILED, exit 1)."""
+    tree = write_tree(tmp_path / "tree", TREE)
+    listing = subprocess.run(
+        ["sha256sum", "a.txt", "sub/b.txt"], cwd=tree, capture_output=True, check=True
+    ).stdout
+    genuine, decoy = tmp_path / "genuine", tmp_path / "decoy"
+    genuine.write_bytes(listing)
+    decoy.write_bytes(b"0" * 64 + b"  a.txt\n")
+    for each in (genuine, decoy):
+        assert run_cli("sign", each, "--key", keys["ops"], "-q").returncode == 0
+    sums = tmp_path / "SHA256SUMS"
+    shutil.copy2(genuine, sums)
+    shutil.copy(f"{genuine}.sig", f"{sums}.sig")
+    stop, thread = swapping(sums, decoy, genuine)
+    try:
+        runs = [
+            run_cli("check", sums, "--allowed-signers", keys["signers"], cwd=tree)
+            for _ in range(10)
+        ]
+    finally:
+        stop.set()
+        thread.join()
+    for r in runs:
+        assert r.returncode in (0, BAD_SIGNATURE), (r.returncode, r.text, r.stderr)
+        if r.returncode == BAD_SIGNATURE:
+            assert r.stdout == b"", (r.text, r.stderr)
+        else:
+            assert r.text == "a.txt: OK\nsub/b.txt: OK\n"
