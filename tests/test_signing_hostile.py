@@ -90,6 +90,15 @@ def ssh_accepts_someone(signers, message, sig) -> bool:
     return any(ssh_accepts(signers, message, sig, principal) for principal in CANDIDATES)
 
 
+def ssh_sign(key: Path, message: Path, *options: str) -> Path:
+    """``ssh-keygen -Y sign -n parhash``: writes and returns ``message.sig``."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(f"{message}.sig")
+    command = ["ssh-keygen", "-q", "-Y", "sign", "-f", key, "-n", "parhash", *options]
+    subprocess.run([*command, message], check=True, capture_output=True)
+    return Path(f"{message}.sig")
+
+
 def verify(manifest, signers, *extra, **kw):
     return run_cli("verify", manifest, "--allowed-signers", signers, *extra, timeout=30, **kw)
 
@@ -405,12 +414,7 @@ def test_an_old_header_stays_old_when_signed_again(tmp_path, keys, signed):
     manifest.write_text(json.dumps(header) + "\n" + rest)
     assert run_cli("sign", manifest, "--key", keys["ops"], "-q").returncode == 0
     assert_refused(verify(manifest, keys["signers"], "--max-manifest-age", "8d"), "older")
-    os.unlink(f"{manifest}.sig")
-    subprocess.run(
-        ["ssh-keygen", "-q", "-Y", "sign", "-f", keys["ops"], "-n", "parhash", manifest],
-        check=True,
-        capture_output=True,
-    )
+    ssh_sign(keys["ops"], manifest)
     assert_refused(verify(manifest, keys["signers"], "--max-manifest-age", "8d"), "older")
 
 
@@ -811,3 +815,73 @@ def test_a_sums_file_swapped_while_check_opens_it_prints_nothing(tmp_path, keys)
             assert r.stdout == b"", (r.text, r.stderr)
         else:
             assert r.text == "a.txt: OK\nsub/b.txt: OK\n"
+
+
+@pytest.mark.parametrize(("kind", "bits"), [("ed25519", ""), ("ecdsa", "384"), ("rsa", "2048")])
+def test_mutated_signature_blobs_are_only_ever_refused(tmp_path, kind, bits):
+    """In process (pure functions): 1500 random mutations of a genuine SSHSIG blob (a byte
+    changed, the blob cut, bytes inserted), anywhere in it (key, lengths, signature):
+    each is a SignatureError, never another exception, and never accepted."""
+    import hashlib
+    import random
+
+    from parhash import sshsig
+
+    key = keygen(tmp_path, "k", kind, bits)
+    message = tmp_path / "message"
+    message.write_bytes(b"signed content\n")
+    blob, _ = sshsig.dearmor(ssh_sign(key, message).read_text())
+    digest = hashlib.sha512(message.read_bytes()).digest()
+    sshsig.check(sshsig.parse(blob), digest)  # the genuine one passes
+    rng = random.Random(13)
+    accepted = []
+    for _ in range(1500):
+        mutated = bytearray(blob)
+        where = rng.randrange(len(blob))
+        how = rng.randrange(3)
+        if how == 0:
+            mutated[where] ^= 1 << rng.randrange(8)
+        elif how == 1:
+            del mutated[where:]
+        else:
+            mutated[where:where] = rng.randbytes(rng.randrange(1, 9))
+        try:
+            sshsig.check(sshsig.parse(bytes(mutated)), digest)
+        except sshsig.SignatureError:
+            continue
+        accepted.append(bytes(mutated))
+    assert accepted == []
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [
+        ["garbage line", "{ops}"],
+        ["{ops}", "garbage"],
+        ["ops@example badopt=1 {key}"],
+        ['ops@example valid-before="2" {key}'],
+        ["ops@example namespaces=parhash {key}"],
+        ["ops@example ssh-ed25519 AAAA", "{ops}"],
+    ],
+)
+def test_a_malformed_allowed_signers_is_a_configuration_error(tmp_path, keys, signed, lines):
+    """Stricter than ssh-keygen, which skips some bad lines: a broken trust file is exit 2
+    with file:line, never a silent accept of what ssh-keygen refuses."""
+    _, manifest, _ = signed
+    key = public(keys["ops"])
+    signers = tmp_path / "signers"
+    text = "".join(line.format(ops=f"{PRINCIPAL} {key}", key=key) + "\n" for line in lines)
+    signers.write_text(text)
+    r = verify(manifest, signers)
+    assert_fatal(r, "signers:")
+    assert len(r.stderr.splitlines()) == 1, r.stderr
+
+
+def test_an_ssh_keygen_sha256_signature_is_accepted(tmp_path, keys):
+    message = tmp_path / "m"
+    message.write_bytes(b"x\n")
+    from parhash import sshsig
+
+    sig = ssh_sign(keys["ops"], message, "-O", "hashalg=sha256")
+    assert sshsig.parse(sshsig.dearmor(sig.read_text())[0]).hash_alg == "sha256"
+    assert verify(message, keys["signers"]).returncode == 0
