@@ -18,6 +18,7 @@ then falls back to the time a json/jsonl manifest's (signed) header records.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import stat
@@ -52,11 +53,15 @@ class SignatureRefused(FatalError):
 
 
 def refuse_unkept_signature(path: str) -> None:
-    """FatalError unless ``path.sig`` is absent or a regular file (or a link to one),
-    checked before anything is hashed or signed. An output that is not a regular file is
-    written in place: a FIFO would block the write until a reader comes (forever, from
-    cron), and /dev/null would swallow the signature while parhash says "signed"."""
+    """FatalError unless ``path.sig`` is absent or a regular file (or a link to one) other
+    than ``path``, checked before anything is hashed or signed. An output that is not a
+    regular file is written in place: a FIFO would block the write until a reader comes
+    (forever, from cron), and /dev/null would swallow the signature while parhash says
+    "signed". A ``.sig`` that is ``path`` itself (a symlink either way, a hard link) would
+    replace the manifest just written with its own signature."""
     sig = signature_path(path)
+    if os.path.realpath(sig) == os.path.realpath(path):
+        raise FatalError(f"cannot write {sig}: it is {path} itself (a symlink)")
     try:
         st = os.stat(sig)
     except FileNotFoundError:  # a dangling link too: the link's target is created
@@ -65,6 +70,9 @@ def refuse_unkept_signature(path: str) -> None:
         raise FatalError(f"cannot write {sig}: {exc.strerror or exc}") from None
     if not stat.S_ISREG(st.st_mode):
         raise FatalError(f"cannot write {sig}: not a regular file, it would not keep the signature")
+    with contextlib.suppress(OSError):
+        if os.path.samefile(sig, path):
+            raise FatalError(f"cannot write {sig}: it is {path} itself (a hard link)")
 
 
 @dataclass(frozen=True)

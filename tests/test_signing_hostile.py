@@ -507,6 +507,32 @@ def test_a_signature_path_that_keeps_nothing_is_refused(tmp_path, keys, kind, ho
     assert leftovers(out, *(["m.jsonl"] if how == "sign" else []), "m.jsonl.sig") == []
 
 
+@pytest.mark.parametrize("link", ["sig -> manifest", "manifest -> sig", "hard link"])
+@pytest.mark.parametrize("how", ["scan", "audit --update"])
+def test_a_signature_that_is_the_manifest_itself_is_refused(tmp_path, keys, signed, link, how):
+    """``m.jsonl.sig`` that is ``m.jsonl`` (a symlink either way, a hard link): the .sig
+    would be written over the manifest just written, which would be lost, with exit 0.
+    Exit 2 before anything is hashed, and the manifest is left as it was."""
+    tree, manifest, _ = signed
+    sig = Path(f"{manifest}.sig")
+    sig.unlink()
+    if link == "sig -> manifest":
+        sig.symlink_to(manifest.name)
+    elif link == "manifest -> sig":
+        manifest.rename(sig)
+        manifest.symlink_to(sig.name)
+    else:
+        os.link(manifest, sig)
+    before = manifest.read_bytes()
+    (tree / "a.txt").write_bytes(b"changed\n")
+    if how == "scan":
+        r = run_cli("scan", tree, "-f", "jsonl", "-o", manifest, "--sign", keys["ops"], "-q")
+    else:
+        r = run_cli("audit", manifest, "--update", "--sign", keys["ops"], "-q")
+    assert_fatal(r, "itself")
+    assert manifest.read_bytes() == before
+
+
 @pytest.mark.skipif(not IS_ROOT or not shutil.which("setpriv"), reason="needs root and setpriv")
 @pytest.mark.parametrize("foreign", ["m.jsonl.sig", "m.jsonl", "directory"])
 def test_sign_into_what_this_user_cannot_write(tmp_path, keys, signed, foreign):
