@@ -603,6 +603,19 @@ def test_a_full_disk_keeps_the_old_pair(tmp_path, keys, signed, room_pages):
         assert leftovers(disk, "m.jsonl", "m.jsonl.sig", "filler") == []
 
 
+@pytest.mark.skipif(not IS_ROOT, reason="mounts a tmpfs")
+def test_parhash_sign_on_a_full_disk_does_not_say_signed(tmp_path, keys):
+    with tmpfs(tmp_path / "full", "64k") as disk:
+        data = disk / "f"
+        data.write_bytes(b"data\n")
+        with open(disk / "filler", "wb") as f, contextlib.suppress(OSError):
+            f.write(b"\0" * (1 << 20))
+        r = run_cli("sign", data, "--key", keys["ops"])
+        assert_fatal(r, "No space")
+        assert "signed" not in r.stderr, r.stderr
+        assert leftovers(disk, "f", "filler") == []
+
+
 class HangingAgent:
     """A unix socket that answers REQUEST_IDENTITIES with one key, then never answers a
     SIGN_REQUEST: the moment scan --sign is signing its finished manifest."""
