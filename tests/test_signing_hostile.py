@@ -924,3 +924,11 @@ def test_an_ssh_keygen_sha256_signature_is_accepted(tmp_path, keys):
     sig = ssh_sign(keys["ops"], message, "-O", "hashalg=sha256")
     assert sshsig.parse(sshsig.dearmor(sig.read_text())[0]).hash_alg == "sha256"
     assert verify(message, keys["signers"]).returncode == 0
+
+
+def test_a_file_name_that_forges_a_verify_line_stays_one_line(tmp_path, keys):
+    name = tmp_path / "evil\nm.jsonl: good signature by root"
+    name.write_bytes(b"x\n")
+    assert run_cli("sign", name, "--key", keys["ops"], "-q").returncode == 0
+    r = verify(name, keys["signers"])
+    assert r.returncode == 0 and r.stdout.count(b"\n") == 1, r.text
