@@ -116,14 +116,23 @@ def sign(
     from parhash.commands import sign as command
     from parhash.output import err, sanitize
 
-    def body(outputs) -> int:
-        result = command.sign(files, key, outputs)
-        if not quiet:
-            for path, sig in result.written:
-                err(f"parhash: signed {sanitize(path)} into {sanitize(sig)} ({result.key})")
-        return result.exit_code
+    done = []
 
-    raise typer.Exit(int(guarded(body)))
+    def body(outputs) -> int:
+        done.append(command.sign(files, key, outputs))
+        return done[0].exit_code
+
+    def finish(code):
+        """Once the .sig files are in place (``guarded`` calls this on every way out):
+        "signed" before a full disk failed the commit would be a lie."""
+        if code != 0 or quiet:
+            return code
+        result = done[0]
+        for path, sig in result.written:
+            err(f"parhash: signed {sanitize(path)} into {sanitize(sig)} ({result.key})")
+        return code
+
+    raise typer.Exit(int(guarded(body, finish)))
 
 
 def verify(

@@ -18,6 +18,7 @@ then falls back to the time a json/jsonl manifest's (signed) header records.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import stat
@@ -49,6 +50,29 @@ class SignatureRefused(FatalError):
     """The input's signature was not accepted: one line, exit 3 (``BAD_SIGNATURE``)."""
 
     exit_code = ExitCode.BAD_SIGNATURE
+
+
+def refuse_unkept_signature(path: str) -> None:
+    """FatalError unless ``path.sig`` is absent or a regular file (or a link to one) other
+    than ``path``, checked before anything is hashed or signed. An output that is not a
+    regular file is written in place: a FIFO would block the write until a reader comes
+    (forever, from cron), and /dev/null would swallow the signature while parhash says
+    "signed". A ``.sig`` that is ``path`` itself (a symlink either way, a hard link) would
+    replace the manifest just written with its own signature."""
+    sig = signature_path(path)
+    if os.path.realpath(sig) == os.path.realpath(path):
+        raise FatalError(f"cannot write {sig}: it is {path} itself (a symlink)")
+    try:
+        st = os.stat(sig)
+    except FileNotFoundError:  # a dangling link too: the link's target is created
+        return
+    except OSError as exc:
+        raise FatalError(f"cannot write {sig}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise FatalError(f"cannot write {sig}: not a regular file, it would not keep the signature")
+    with contextlib.suppress(OSError):
+        if os.path.samefile(sig, path):
+            raise FatalError(f"cannot write {sig}: it is {path} itself (a hard link)")
 
 
 @dataclass(frozen=True)
@@ -102,12 +126,20 @@ def parse_iso(text: str) -> float:
 # -- signing ---------------------------------------------------------------------------------
 
 
-def signature_text(fd: int, signer: Signer, facts: ManifestFacts) -> str:
-    """The whole ``.sig`` content for the file open at ``fd``."""
+def signature_text(fd: int, signer: Signer, facts: ManifestFacts, name: str) -> str:
+    """The whole ``.sig`` content for the file open at ``fd``. FatalError, before the key
+    is asked, for a comment so long (thousands of long roots) that ``verify`` would refuse
+    the ``.sig`` as too large: never write a signature parhash itself will not read."""
     import hashlib
 
-    blob = sshsig.sign_digests(signer, sshsig.digest_fd(fd, sshsig.HASH))
     line = facts.line()
+    if len(line) > MAX_SIGNATURE_FILE // 2:  # the two armored blocks are a few kB at most
+        raise FatalError(
+            f"cannot sign {name}: the signature would be larger than verification reads "
+            f"(1 MiB): its comment lists {len(facts.roots)} roots in {len(line)} bytes; "
+            "sign a manifest of fewer roots"
+        )
+    blob = sshsig.sign_digests(signer, sshsig.digest_fd(fd, sshsig.HASH))
     message = COMMENT_DOMAIN + blob + line.encode("ascii")
     comment = sshsig.sign_digests(signer, hashlib.new(sshsig.HASH, message).digest())
     return sshsig.armor(blob) + line + sshsig.armor(comment)
@@ -410,6 +442,11 @@ class SignedOutput:
         if output.direct:
             output.abort()
             raise FatalError(f"--sign needs a regular file to sign, not {output.path}")
+        try:
+            refuse_unkept_signature(output.path)
+        except FatalError:
+            output.abort()
+            raise
         self.output = output
         self.path = output.path
         self.stream = output.stream
@@ -418,17 +455,23 @@ class SignedOutput:
     def commit(self) -> None:
         from parhash.output import AtomicOutput
 
-        self.stream.flush()
-        fd = self.stream.fileno()
-        facts = describe(fd, self.path, self.spec.created, self.spec.algo)
-        text = signature_text(fd, self.spec.signer, facts)
-        sig = AtomicOutput(signature_path(self.path))
+        try:  # the file is not put in place unsigned (a named temporary is removed)
+            self.stream.flush()
+            fd = self.stream.fileno()
+            facts = describe(fd, self.path, self.spec.created, self.spec.algo)
+            text = signature_text(fd, self.spec.signer, facts, self.path)
+            refuse_unkept_signature(self.path)  # again: the scan may have taken hours
+            sig = AtomicOutput(signature_path(self.path))
+        except BaseException:
+            self.output.abort()
+            raise
         try:
             sig.stream.write(text.encode("ascii"))
             sig.stream.flush()
             self.output.commit()
         except BaseException:
             sig.abort()
+            self.output.abort()
             raise
         sig.commit()
 

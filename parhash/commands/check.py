@@ -74,6 +74,8 @@ def run(
     try:
         report = CheckReport(options)
         sources = check_sources(names, report)
+        for each in verified:  # opened by name: a file renamed over it is refused before
+            each.check_unchanged()  # a line is printed (renaming it touched its ctime)
         bar = progress()
         sink = CheckSink(stream if stream is not None else _Discard(), report, bar.warn)  # type: ignore[arg-type]
         scan = ScanOptions(jobs=jobs)

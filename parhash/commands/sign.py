@@ -37,19 +37,27 @@ def sign(paths: Sequence[str], key: str, outputs) -> SignResult:
     """Sign every path (regular files) with ``key`` into ``PATH.sig`` (atomic outputs,
     committed together by the caller). The key is loaded, and every input checked, before
     anything is written."""
-    from parhash.signing import SignSpec, describe, signature_path, signature_text
+    from parhash.signing import (
+        SignSpec,
+        describe,
+        refuse_unkept_signature,
+        signature_path,
+        signature_text,
+    )
     from parhash.ssh_keys import load_signer
 
     inputs = [_regular(path) for path in paths]
-    _refuse_signing_over_an_input(paths)
-    signer = load_signer(key)
-    spec = SignSpec(signer)
     written = []
     try:
+        _refuse_signing_over_an_input(paths)
+        for path in paths:
+            refuse_unkept_signature(path)
+        signer = load_signer(key)
+        spec = SignSpec(signer)
         for path, fd in inputs:
             facts = describe(fd, path, spec.created)
             target = outputs.open(signature_path(path))
-            target.stream.write(signature_text(fd, signer, facts).encode("ascii"))
+            target.stream.write(signature_text(fd, signer, facts, path).encode("ascii"))
             written.append((path, signature_path(path)))
     finally:
         for _, fd in inputs:
