@@ -7,10 +7,11 @@
    checks it (ssh-keygen reads the first armored block and ignores what follows);
 2. one line ``parhash-trusted-comment: {json}``: when the manifest was made, its roots,
    entries, format and algorithms (``ManifestFacts``);
-3. a second SSHSIG signature, by the same key, over a fixed prefix, the first signature's
-   blob and that line: the comment is signed and bound to this file's signature, as
-   minisign's trusted comment is. SSHSIG itself carries no time, so without this an old
-   signed manifest could be replayed forever (``--max-manifest-age`` reads the comment).
+3. a second SSHSIG signature, by the same key in namespace ``parhash-trusted-comment``,
+   over a fixed prefix, the first signature's blob and that line: the comment is signed
+   and bound to this file's signature, as minisign's trusted comment is. SSHSIG itself
+   carries no time, so without this an old signed manifest could be replayed forever
+   (``--max-manifest-age`` reads the comment).
 
 A signature ``ssh-keygen`` made has no comment: it verifies, and ``--max-manifest-age``
 then falls back to the time a json/jsonl manifest's (signed) header records.
@@ -39,6 +40,10 @@ COMMENT_PREFIX = "parhash-trusted-comment: "
 #: What the comment's signature signs before the first signature and the comment line, so
 #: it can never be taken for a manifest's signature (no manifest starts with it).
 COMMENT_DOMAIN = b"parhash trusted comment v1\0"
+#: The comment's signature is made in its own namespace too (the hostile review's point):
+#: even a file whose bytes were exactly prefix + blob + line would not pass for a file
+#: signed in namespace ``parhash``.
+COMMENT_NAMESPACE = "parhash-trusted-comment"
 #: A signature file is a few kB (RSA 16384 with many roots in the comment); more is not one.
 MAX_SIGNATURE_FILE = 1 << 20
 #: A manifest "created" up to this far in the future is clock skew between hosts; later,
@@ -53,26 +58,32 @@ class SignatureRefused(FatalError):
 
 
 def refuse_unkept_signature(path: str) -> None:
-    """FatalError unless ``path.sig`` is absent or a regular file (or a link to one) other
-    than ``path``, checked before anything is hashed or signed. An output that is not a
+    """FatalError unless ``path.sig`` is absent or a plain regular file other than
+    ``path``, checked before anything is hashed or signed. An output that is not a
     regular file is written in place: a FIFO would block the write until a reader comes
     (forever, from cron), and /dev/null would swallow the signature while parhash says
     "signed". A ``.sig`` that is ``path`` itself (a symlink either way, a hard link) would
-    replace the manifest just written with its own signature."""
+    replace the manifest just written with its own signature. And unlike ``-o``, nobody
+    named the ``.sig``: a symlink or a second hard link there is not followed (whoever can
+    write the directory could point a root ``scan --sign`` at /etc/passwd)."""
     sig = signature_path(path)
     if os.path.realpath(sig) == os.path.realpath(path):
         raise FatalError(f"cannot write {sig}: it is {path} itself (a symlink)")
     try:
-        st = os.stat(sig)
-    except FileNotFoundError:  # a dangling link too: the link's target is created
+        st = os.lstat(sig)
+    except FileNotFoundError:
         return
     except OSError as exc:
         raise FatalError(f"cannot write {sig}: {exc.strerror or exc}") from None
+    if stat.S_ISLNK(st.st_mode):
+        raise FatalError(f"cannot write {sig}: a symbolic link (parhash writes its .sig itself)")
     if not stat.S_ISREG(st.st_mode):
         raise FatalError(f"cannot write {sig}: not a regular file, it would not keep the signature")
     with contextlib.suppress(OSError):
         if os.path.samefile(sig, path):
             raise FatalError(f"cannot write {sig}: it is {path} itself (a hard link)")
+    if st.st_nlink > 1:
+        raise FatalError(f"cannot write {sig}: it has other hard links, which would change too")
 
 
 @dataclass(frozen=True)
@@ -141,7 +152,8 @@ def signature_text(fd: int, signer: Signer, facts: ManifestFacts, name: str) -> 
         )
     blob = sshsig.sign_digests(signer, sshsig.digest_fd(fd, sshsig.HASH))
     message = COMMENT_DOMAIN + blob + line.encode("ascii")
-    comment = sshsig.sign_digests(signer, hashlib.new(sshsig.HASH, message).digest())
+    digest = hashlib.new(sshsig.HASH, message).digest()
+    comment = sshsig.sign_digests(signer, digest, COMMENT_NAMESPACE)
     return sshsig.armor(blob) + line + sshsig.armor(comment)
 
 
@@ -353,7 +365,7 @@ def _comment_facts(path: str, envelope: sshsig.Envelope, rest: str) -> ManifestF
         raise SignatureRefused(f"{where}: signed by another key than the file")
     message = COMMENT_DOMAIN + envelope.blob + (line + "\n").encode("ascii")
     try:
-        sshsig.check(comment, hashlib.new(comment.hash_alg, message).digest())
+        sshsig.check(comment, hashlib.new(comment.hash_alg, message).digest(), COMMENT_NAMESPACE)
         return ManifestFacts.from_line(line)
     except sshsig.SignatureError as exc:
         raise SignatureRefused(f"{where}: its signature {exc}") from None

@@ -932,3 +932,29 @@ def test_a_file_name_that_forges_a_verify_line_stays_one_line(tmp_path, keys):
     assert run_cli("sign", name, "--key", keys["ops"], "-q").returncode == 0
     r = verify(name, keys["signers"])
     assert r.returncode == 0 and r.stdout.count(b"\n") == 1, r.text
+
+
+@pytest.mark.parametrize("link", ["symlink", "hard link"])
+@pytest.mark.parametrize("how", ["scan", "sign"])
+def test_a_signature_path_linked_to_another_file_is_not_followed(tmp_path, keys, link, how):
+    """Nobody named ``m.jsonl.sig``: a symlink or a second hard link there (to a file the
+    attacker wants overwritten) is refused before anything is hashed; the file is intact."""
+    tree = write_tree(tmp_path / "tree", TREE)
+    out = tmp_path / "out"
+    out.mkdir()
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"root:x:0:0::/root:/bin/sh\n")
+    manifest = out / "m.jsonl"
+    if how == "sign":
+        manifest.write_bytes(b"data\n")
+    sig = Path(f"{manifest}.sig")
+    if link == "symlink":
+        sig.symlink_to(victim)
+    else:
+        os.link(victim, sig)
+    if how == "scan":
+        r = run_cli("scan", tree, "-f", "jsonl", "-o", manifest, "--sign", keys["ops"], timeout=30)
+    else:
+        r = run_cli("sign", manifest, "--key", keys["ops"], timeout=30)
+    assert_fatal(r, "m.jsonl.sig")
+    assert victim.read_bytes() == b"root:x:0:0::/root:/bin/sh\n"
