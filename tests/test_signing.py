@@ -33,13 +33,14 @@ TREE = {
 FILES = 4
 
 
-def keygen(directory: Path, name: str, kind: str = "ed25519", passphrase: str = "") -> Path:
-    """A new key pair from the real ssh-keygen; returns the private key's path."""
+def keygen(directory: Path, name: str, kind: str = "ed25519", bits: str = "") -> Path:
+    """A new key pair from the real ssh-keygen (no passphrase); returns the private key's
+    path. RSA is 3072 bits unless ``bits`` says otherwise."""
     key = directory / name
-    bits = ["-b", "3072"] if kind == "rsa" else []
+    bits = bits or ("3072" if kind == "rsa" else "")
+    size = ["-b", bits] if bits else []
     subprocess.run(
-        ["ssh-keygen", "-q", "-t", kind, *bits, "-N", passphrase, "-C", name, "-f", key],
-        check=True,
+        ["ssh-keygen", "-q", "-t", kind, *size, "-N", "", "-C", name, "-f", key], check=True
     )
     return key
 
@@ -67,16 +68,13 @@ def ssh_verify(signers: Path, message: Path, sig: Path, identity: str = PRINCIPA
     return proc.returncode, proc.stdout + proc.stderr
 
 
-def ssh_sign(key: Path, message: Path, namespace: str = "parhash") -> Path:
+def ssh_sign(key: Path, message: Path, *options: str, namespace: str = "parhash") -> Path:
     """``ssh-keygen -Y sign``: writes and returns ``message.sig`` (replaced if it exists:
     ssh-keygen would ask)."""
     with contextlib.suppress(FileNotFoundError):
         os.unlink(f"{message}.sig")
-    subprocess.run(
-        ["ssh-keygen", "-q", "-Y", "sign", "-f", key, "-n", namespace, message],
-        check=True,
-        capture_output=True,
-    )
+    command = ["ssh-keygen", "-q", "-Y", "sign", "-f", key, "-n", namespace, *options]
+    subprocess.run([*command, message], check=True, capture_output=True)
     return Path(f"{message}.sig")
 
 
@@ -214,11 +212,11 @@ def test_sha256sum_file_signed_then_checked(tmp_path, keys):
 
 
 def assert_refused(r, *words: str) -> None:
-    assert r.returncode == BAD_SIGNATURE, (r.returncode, r.stderr)
-    assert r.stdout == b"", "a refused audit reports nothing"
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1, r.stderr  # one clear line
-    assert "Traceback" not in r.stderr
+    """Exit 3, one line on stderr naming why, nothing on stdout, no traceback."""
+    assert r.returncode == BAD_SIGNATURE, (r.returncode, r.stderr, r.text)
+    assert r.stdout == b"", r.text  # a refused run reports nothing
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("parhash: "), r.stderr
     for word in words:
         assert word in lines[0], lines[0]
 
