@@ -387,8 +387,8 @@ STUCK_AFTER_SIGTERM = textwrap.dedent(
     from parhash import cli
 
     def body(outputs):
-        print("ready", flush=True)
-        try:
+        try:  # entered before "ready": the signal may come the moment it is read
+            print("ready", flush=True)
             time.sleep(60)
         except cli.Interrupted:
             time.sleep(60)  # a stop that never ends: what the watchdog is for
