@@ -10,6 +10,7 @@ workers, so parhash's own code has no hook). Skipped only when the dask extra is
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -18,6 +19,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -118,6 +120,12 @@ def records_by_path(stdout: bytes) -> list[tuple]:
     )
 
 
+def both(address: str, cwd: Path, *args: str):
+    """``parhash ARGS`` through the cluster, then with the local pool (``-j 2``)."""
+    there = run_cli(*args, "--cluster", address, cwd=cwd, timeout=RUN_TIMEOUT)
+    return there, run_cli(*args, "-j", "2", cwd=cwd, timeout=RUN_TIMEOUT)
+
+
 def test_scan_records_identical_to_a_local_scan(tmp_path, address):
     """Relative root (workers open it below the client's cwd), hard links (the one read is
     an injected task), a 3 MiB file and 300 small ones: the same sorted records as a local
@@ -125,8 +133,7 @@ def test_scan_records_identical_to_a_local_scan(tmp_path, address):
     write_tree(tmp_path / "tree", TREE)
     os.link(tmp_path / "tree/a.txt", tmp_path / "tree/sub/a-link")
     args = ("scan", "tree", "-a", "sha256", "-f", "jsonl")
-    there = run_cli(*args, "--cluster", address, cwd=tmp_path, timeout=RUN_TIMEOUT)
-    here = run_cli(*args, "-j", "2", cwd=tmp_path, timeout=RUN_TIMEOUT)
+    there, here = both(address, tmp_path, *args)
     assert there.returncode == 0, there.stderr
     assert here.returncode == 0, here.stderr
     assert records_by_path(there.stdout) == records_by_path(here.stdout)
@@ -162,8 +169,7 @@ def test_files_from_on_the_cluster(tmp_path, address):
     listed = "tree/a.txt\ntree/sub/b.txt\ntree/missing\ntree/big.bin\n"
     (tmp_path / "list").write_text(listed)
     args = ("scan", "-T", "list", "-a", "sha256", "-f", "jsonl")
-    there = run_cli(*args, "--cluster", address, cwd=tmp_path, timeout=RUN_TIMEOUT)
-    here = run_cli(*args, cwd=tmp_path, timeout=RUN_TIMEOUT)
+    there, here = both(address, tmp_path, *args)
     assert there.returncode == here.returncode == 1
     assert records_by_path(there.stdout) == records_by_path(here.stdout)
     assert there.stderr.splitlines()[0] == here.stderr.splitlines()[0]
@@ -178,8 +184,7 @@ def test_check_through_the_cluster_matches_local(tmp_path, address):
     (root / "sub/b.txt").write_bytes(b"changed\n")
     (root / "many/f007").unlink()
     args = ("check", "-a", "sha256", "SUMS")
-    there = run_cli(*args, "--cluster", address, cwd=tmp_path, timeout=RUN_TIMEOUT)
-    here = run_cli(*args, cwd=tmp_path, timeout=RUN_TIMEOUT)
+    there, here = both(address, tmp_path, *args)
     assert there.returncode == here.returncode == 1
     assert sorted(there.stdout.splitlines()) == sorted(here.stdout.splitlines())
     assert b"tree/sub/b.txt: FAILED" in there.stdout
@@ -198,8 +203,7 @@ def test_audit_through_the_cluster_matches_local(tmp_path, address):
     (root / "new.txt").write_bytes(b"new\n")
     (root / "empty").unlink()
     args = ("audit", "m.jsonl", "-f", "jsonl")
-    there = run_cli(*args, "--cluster", address, cwd=tmp_path, timeout=RUN_TIMEOUT)
-    here = run_cli(*args, cwd=tmp_path, timeout=RUN_TIMEOUT)
+    there, here = both(address, tmp_path, *args)
     assert there.returncode == here.returncode == 1
     assert there.stdout == here.stdout
     assert {(e["path"], e["class"]) for e in jsonl_records(there.stdout)} >= {
@@ -217,17 +221,13 @@ def slow_tree(root: Path, count: int) -> Path:
     return write_tree(root, dirs)
 
 
-def test_a_worker_killed_mid_run_loses_no_file(tmp_path, cluster, address):
-    """SIGKILL one worker process while a slow tree is hashed: Dask runs its unit again on
-    another worker; every file has its record and hashlib's digest, exit 0, no hang."""
-    _, client = cluster
-    root = write_tree(
-        tmp_path / "tree", {f"{SLOW}{i:03}": f"content {i}\n".encode() for i in range(160)}
-    )
-    cmd = [sys.executable, "-m", "parhash", "scan", "tree", "-a", "sha256", "-f", "jsonl"]
+@contextlib.contextmanager
+def running_on(client, args: tuple[str, ...], cwd: Path) -> Iterator[subprocess.Popen]:
+    """``parhash ARGS`` started, yielded once the cluster runs one of its tasks; killed at
+    the end if it is still running (a hang fails the test, never the session)."""
     proc = subprocess.Popen(
-        [*cmd, "--cluster", address],
-        cwd=tmp_path,
+        [sys.executable, "-m", "parhash", *args],
+        cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
@@ -236,15 +236,27 @@ def test_a_worker_killed_mid_run_loses_no_file(tmp_path, cluster, address):
         while not any(client.processing().values()):
             assert proc.poll() is None and time.monotonic() < deadline, "never started"
             time.sleep(0.05)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_a_worker_killed_mid_run_loses_no_file(tmp_path, cluster, address):
+    """SIGKILL one worker process while a slow tree is hashed: Dask runs its unit again on
+    another worker; every file has its record and hashlib's digest, exit 0, no hang."""
+    _, client = cluster
+    root = write_tree(
+        tmp_path / "tree", {f"{SLOW}{i:03}": f"content {i}\n".encode() for i in range(160)}
+    )
+    args = ("scan", "tree", "-a", "sha256", "-f", "jsonl", "--cluster", address)
+    with running_on(client, args, tmp_path) as proc:
         time.sleep(0.3)  # inside a unit: each file takes SLOW_OPEN_S to open
         pids = client.run(os.getpid)
         busy = next(w for w, tasks in client.processing().items() if tasks)
         os.kill(pids[busy], signal.SIGKILL)
         stdout, stderr = proc.communicate(timeout=RUN_TIMEOUT)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == 0, stderr.decode()
     records = jsonl_records(stdout)
     assert len(records) == 160
@@ -281,23 +293,9 @@ def test_interrupt_cancels_the_futures_and_leaves_the_cluster_usable(tmp_path, c
     takes the next run."""
     _, client = cluster
     slow_tree(tmp_path / "tree", 200)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "parhash", "scan", "tree", "--cluster", address],
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + RUN_TIMEOUT
-        while not any(client.processing().values()):
-            assert proc.poll() is None and time.monotonic() < deadline, "never started"
-            time.sleep(0.05)
+    with running_on(client, ("scan", "tree", "--cluster", address), tmp_path) as proc:
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=RUN_TIMEOUT)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == 130, stderr.decode()
     assert b"Traceback" not in stderr
     deadline = time.monotonic() + 60
