@@ -31,9 +31,12 @@ so a core install without the extra gets ``NEEDS_EXTRA`` and exit 2.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import multiprocessing
 import os
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -41,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 from parhash.batching import MAX_BATCH
 from parhash.executor import BaseExecutor, stderr_warning
 from parhash.exit_codes import FatalError
+from parhash.pool import _kill_pool_processes
 from parhash.tasks import LostTask, Task, TaskResult, WorkSpec
 from parhash.worker import run_task
 
@@ -65,6 +69,20 @@ UNIT_TASKS = 4
 #: Units in flight per worker thread: one running and one waiting, so a thread never
 #: waits on a round trip to the client; the window (and so the client's memory) is bounded.
 WINDOW_PER_THREAD = 2
+
+#: Seconds a finished unit's result may take to reach the client (its records: KiB to a
+#: few MiB). Past it the gather is taken as stuck (issue 7331, below) and the unit's files
+#: go again; a result that is being computed again is waited for, however long it takes.
+GATHER_TIMEOUT = 20
+
+#: Seconds without a finished unit before the cluster is asked whether it still has any
+#: worker: one scheduler round trip, and a hang of a LocalCluster whose workers all died
+#: ends within this.
+WORKER_CHECK = 5.0
+
+#: Where a LocalCluster's scheduler serves HTTP (it always does): any free port on the
+#: loopback. Dask's default takes 8787 and, when another cluster has it, warns on stderr.
+LOCAL_HTTP = "127.0.0.1:0"
 
 #: Threads per worker process of a LocalCluster: hashing holds the GIL between reads, so
 #: processes, not threads, give parallelism (as the local pool does).
@@ -97,9 +115,13 @@ class DaskExecutor(BaseExecutor):
         self.client: Any = None
         self.cluster: Any = None
         self.checked: set[str] = set()
+        #: The "no worker" warning was given (once per run).
+        self.waiting = False
+        #: Child processes that existed before the LocalCluster started (not ours to kill).
+        self.children: set[int | None] = set()
         self.units: dict[Any, list[Task]] = {}
         self._results: Iterator[TaskResult | LostTask] | None = None
-        self._log_level: int | None = None
+        self._log_levels: dict[str, int] = {}
 
     def results(self, tasks: Iterable[Task]) -> Iterator[TaskResult | LostTask]:
         self._results = self._stream(iter(tasks))
@@ -115,9 +137,10 @@ class DaskExecutor(BaseExecutor):
             distributed = self._connect()
             window = WINDOW_PER_THREAD * self._threads()
             self._started()
-            done = distributed.as_completed(
-                loop=self.client.loop, with_results=True, raise_errors=False
-            )
+            # Not ``with_results=True``: its gather can wait forever once a worker that held
+            # a result died (https://github.com/dask/distributed/issues/7331, seen here in 1
+            # of ~10 runs that killed workers); ``_outcome`` gathers with a deadline.
+            done = distributed.as_completed(loop=self.client.loop, raise_errors=False)
             pending: list[Task] = []
             while True:
                 while len(self.units) < window and self._fill(source, pending):
@@ -125,8 +148,14 @@ class DaskExecutor(BaseExecutor):
                     pending = []
                 if not self.units:
                     return
-                future, result = next(done)
-                yield from self._answers(future, result, self.units.pop(future))
+                future = self._next_done(done)
+                unit = self.units.pop(future)
+                outcome = self._outcome(future)
+                if outcome is RUNS_AGAIN:
+                    self.units[future] = unit
+                    done.add(future)
+                    continue
+                yield from self._answers(outcome, unit)
         finally:
             self._disconnect()
 
@@ -152,26 +181,67 @@ class DaskExecutor(BaseExecutor):
         self.units[future] = unit
         done.add(future)
 
-    def _answers(self, future, result, unit: list[Task]) -> Iterator[TaskResult | LostTask]:
-        """One answer per task of a finished unit; ``LostTask`` each for a unit that killed
-        its workers or was cancelled; any other failure is fatal (a bug, or a worker that
-        cannot import this parhash)."""
-        if future.status == "finished":
-            yield from result
+    def _next_done(self, done):
+        """The next finished unit. While none is, the cluster is asked every WORKER_CHECK
+        seconds whether it still has workers: a LocalCluster of ours without any is fatal
+        (its nanny gave up restarting them), a remote one is waited for, said once."""
+        check = time.monotonic() + WORKER_CHECK
+        while not done.has_ready():
+            with done.thread_condition:  # what as_completed's own __next__ waits on
+                done.thread_condition.wait(timeout=0.1)
+            if time.monotonic() > check:
+                check = time.monotonic() + WORKER_CHECK
+                if not self.client.nthreads():
+                    self._no_workers()
+        return next(done)
+
+    def _no_workers(self) -> None:
+        if self.cluster is not None:
+            raise FatalError("the local Dask cluster has no worker left: they kept dying")
+        if not self.waiting:
+            self.waiting = True
+            self.warn(f"no Dask worker at {self._where()}: waiting for one")
+
+    def _outcome(self, future) -> list[TaskResult] | BaseException | object:
+        """A done unit's results, or the exception it ended with, or ``RUNS_AGAIN``: its
+        result was on a worker that died, and the scheduler computes it again. A gather
+        still stuck after GATHER_TIMEOUT is given up (``Lost``; the unit's files go again)."""
+        from distributed import TimeoutError as DaskTimeout
+
+        if future.status != "finished":
+            return future.exception() if future.status == "error" else Lost("was cancelled")
+        try:
+            return future.result(timeout=GATHER_TIMEOUT)
+        except (TimeoutError, DaskTimeout):
+            if future.status == "pending":
+                return RUNS_AGAIN
+            with contextlib.suppress(Exception):
+                self.client.cancel([future], force=True)
+            return Lost("could not be fetched from its worker")
+        except (Exception, asyncio.CancelledError) as exc:
+            return exc
+
+    def _answers(self, outcome, unit: list[Task]) -> Iterator[TaskResult | LostTask]:
+        """One answer per task of a unit; ``LostTask`` each for a unit that killed its
+        workers or was lost; any other failure is fatal (a bug, or a worker that cannot
+        import this parhash)."""
+        if type(outcome) is list:
+            yield from outcome
             return
-        cancelled = future.status == "cancelled"
-        if cancelled or (future.status == "error" and _killed(result[1])):
-            if self.client.status != "running":
-                raise FatalError(f"lost the Dask scheduler at {self._where()}")
-            again = sum(task.count for task in unit if not task.attempt)
-            if again:
-                how = "was cancelled" if cancelled else "killed the workers that ran it"
-                self.warn(_lost_message(sum(t.count for t in unit), how, again))
-            for task in unit:
-                yield LostTask(task, "worker killed")
-            return
-        exc = result[1]
-        raise FatalError(f"a task failed on the Dask cluster: {type(exc).__name__}: {exc}")
+        if isinstance(outcome, asyncio.CancelledError):
+            outcome = Lost("was cancelled")
+        elif _killed(outcome):
+            outcome = Lost("killed the workers that ran it")
+        if not isinstance(outcome, Lost):
+            name = type(outcome).__name__
+            raise FatalError(f"a task failed on the Dask cluster: {name}: {outcome}")
+        if self.client.status != "running":
+            raise FatalError(f"lost the Dask scheduler at {self._where()}")
+        again = sum(task.count for task in unit if not task.attempt)
+        if again:
+            self.warn(_lost_message(sum(t.count for t in unit), str(outcome), again))
+        for task in unit:
+            yield LostTask(task, f"a Dask task that {outcome}")
 
     def _check_roots(self, unit: list[Task]) -> None:
         """The roots of walked trees that no worker was asked about yet, on every worker:
@@ -192,7 +262,7 @@ class DaskExecutor(BaseExecutor):
         """Worker threads of the cluster; with none yet (a batch queue), wait for one."""
         threads = sum(self.client.nthreads().values())
         if not threads:
-            self.warn(f"no Dask worker at {self._where()} yet: waiting for one")
+            self._no_workers()
             self.client.wait_for_workers(1)
             threads = sum(self.client.nthreads().values())
         return max(threads, 1)
@@ -203,13 +273,10 @@ class DaskExecutor(BaseExecutor):
             import distributed
         except ImportError:
             raise FatalError(NEEDS_EXTRA) from None
-        logger = logging.getLogger("distributed")
-        # Dask logs a worker's death, a restart, a closed connection: the run's own lines
-        # (warnings, error records) say what matters; stderr keeps parhash's format.
-        self._log_level = logger.level
-        logger.setLevel(logging.CRITICAL)
+        self._quiet_logs()
         target = self.target
         if target.address is None:
+            self.children = {p.pid for p in multiprocessing.active_children()}
             self.cluster = _local_cluster(distributed, target.workers)
             self.client = distributed.Client(self.cluster, set_as_default=False)
             return distributed
@@ -236,26 +303,51 @@ class DaskExecutor(BaseExecutor):
         if cluster is not None:
             with contextlib.suppress(Exception):
                 cluster.close()
-        if self._log_level is not None:
-            logging.getLogger("distributed").setLevel(self._log_level)
-            self._log_level = None
+            # A worker stuck in a read (a FIFO nobody writes to) outlives close(): none may
+            # outlive the run (the local pool's rule).
+            _kill_pool_processes(self.children)
+        for name, level in self._log_levels.items():
+            logging.getLogger(name).setLevel(level)
+        self._log_levels = {}
+
+    def _quiet_logs(self) -> None:
+        """Dask logs a worker's death, a restart, a gather it retries, each with a level of
+        its own per logger: the run's own lines (warnings, error records) say what matters,
+        and stderr keeps parhash's format. Restored by ``_disconnect``."""
+        loggers = logging.root.manager.loggerDict
+        for name in ["distributed", *(n for n in loggers if n.startswith("distributed."))]:
+            logger = logging.getLogger(name)
+            self._log_levels[name] = logger.level
+            logger.setLevel(logging.CRITICAL)
 
     def _where(self) -> str:
         return str(self.target)
 
 
 def _local_cluster(distributed, workers: int):
-    """``--cluster local:N``: N worker processes of LOCAL_THREADS thread(s), no dashboard."""
+    """``--cluster local:N``: N worker processes of LOCAL_THREADS thread(s), HTTP on LOCAL_HTTP;
+    Ctrl-C is the client's alone (``cluster_worker.IgnoreInterrupts``)."""
+    from parhash.cluster_worker import IgnoreInterrupts
+
     try:
         return distributed.LocalCluster(
             n_workers=workers,
             threads_per_worker=LOCAL_THREADS,
             processes=True,
-            dashboard_address=None,
+            dashboard_address=LOCAL_HTTP,
             silence_logs=logging.CRITICAL,
+            plugins=(IgnoreInterrupts(),),
         )
     except (OSError, RuntimeError) as exc:
         raise FatalError(f"cannot start a local Dask cluster: {exc}") from None
+
+
+class Lost(Exception):
+    """A unit without an answer that is not a failure of its own: what happened to it."""
+
+
+#: ``_outcome`` of a unit whose result the scheduler is computing again.
+RUNS_AGAIN = object()
 
 
 def _killed(exc: BaseException) -> bool:
@@ -266,5 +358,6 @@ def _killed(exc: BaseException) -> bool:
 
 
 def _lost_message(files: int, how: str, again: int) -> str:
+    """The warning for a lost unit: what happened, and how many files go again."""
     plural = "" if files == 1 else "s"
     return f"a Dask task of {files:,} file{plural} {how}; {again:,} hashed again, one per task"

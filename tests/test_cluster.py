@@ -59,26 +59,41 @@ class FileHooks(distributed.WorkerPlugin):
         os.open = hooked
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    """The module's LocalCluster and a client of the test's own. ``allowed-failures`` 1:
-    a unit that killed 2 workers is a ``KilledWorker`` (the default 3 only makes the
-    poison test slower); one kill is still retried by Dask."""
+@contextlib.contextmanager
+def own_cluster(allowed_failures: int):
+    """A LocalCluster of 2 worker processes with the test's FileHooks, and a client of the
+    test's own; one worker thread per task slot (``worker-saturation`` 1), so a worker's
+    death hits only the unit it runs."""
     import dask
 
-    with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
+    config = {
+        "distributed.scheduler.allowed-failures": allowed_failures,
+        "distributed.scheduler.worker-saturation": 1.0,
+    }
+    with dask.config.set(config):
         local = distributed.LocalCluster(
             n_workers=2,
             threads_per_worker=1,
             processes=True,
-            dashboard_address=None,
+            dashboard_address="127.0.0.1:0",
             silence_logs=50,
         )
     client = distributed.Client(local, set_as_default=False)
-    client.register_plugin(FileHooks())
-    yield local, client
-    client.close()
-    local.close()
+    try:
+        client.register_plugin(FileHooks())
+        yield local, client
+    finally:
+        client.close()
+        local.close()
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """The module's cluster: one worker death is retried by Dask (``allowed-failures``
+    1). Only the kill test kills one of its workers: a nanny that restarts workers again
+    and again can give up (seen after ~30 deaths), so the poison test has its own."""
+    with own_cluster(allowed_failures=1) as made:
+        yield made
 
 
 @pytest.fixture
@@ -263,29 +278,42 @@ def test_a_worker_killed_mid_run_loses_no_file(tmp_path, cluster, address):
     assert {r["path"]: r["hash"] for r in records} == expected_digests(root, tmp_path)
 
 
-def test_a_unit_that_kills_every_worker_becomes_error_records(tmp_path, cluster, address):
-    """A file that kills whatever worker opens it: its unit fails with KilledWorker, its
-    files go again one per task, the poison file is an error record (exit 1), every other
-    file is hashed, and the cluster still works afterwards."""
-    _, client = cluster
+def test_a_unit_that_kills_every_worker_becomes_error_records(tmp_path):
+    """A file that kills whatever worker opens it, on a cluster of its own where one death
+    is a ``KilledWorker`` (``allowed-failures`` 0): its unit is lost, its files go again one
+    per task, the poison file is an error record (exit 1); every file has exactly one
+    record, and each one without an error has hashlib's digest (a file that shared a dying
+    worker twice may be an error record too: as with the local pool, a file lost twice is
+    one). The cluster still works afterwards."""
     spec = {f"ok{i}": f"fine {i}\n".encode() for i in range(5)}
     write_tree(tmp_path / "tree", {**spec, POISON: b"x"})
-    run = run_cli(
-        "scan", "tree", "-a", "sha256", "-f", "jsonl", "--cluster", address, cwd=tmp_path,
-        timeout=RUN_TIMEOUT,
-    )  # fmt: skip
-    assert run.returncode == 1, run.stderr
-    records = {r["path"]: r for r in jsonl_records(run.stdout)}
-    assert set(records) == {f"tree/{name}" for name in (*spec, POISON)}
-    assert records[f"tree/{POISON}"]["error"] == "worker process died while hashing this file"
-    for name, data in spec.items():
-        assert records[f"tree/{name}"]["hash"] == sha256(data)
-    assert "killed the workers that ran it" in run.stderr
-    assert "Traceback" not in run.stderr
-    client.wait_for_workers(2, timeout=60)
-    assert client.submit(sum, [1, 2], pure=False).result(timeout=60) == 3
-    again = run_cli("scan", "tree/ok0", "--cluster", address, cwd=tmp_path, timeout=RUN_TIMEOUT)
-    assert again.returncode == 0, again.stderr
+    with own_cluster(allowed_failures=0) as (local, client):
+        address = local.scheduler_address
+        run = run_cli(
+            "scan", "tree", "-a", "sha256", "-f", "jsonl", "--cluster", address,
+            cwd=tmp_path, timeout=RUN_TIMEOUT,
+        )  # fmt: skip
+        assert run.returncode == 1, run.stderr
+        records = jsonl_records(run.stdout)
+        assert sorted(r["path"] for r in records) == sorted(f"tree/{n}" for n in (*spec, POISON))
+        died = "worker process died while hashing this file"
+        for record in records:
+            name = record["path"].removeprefix("tree/")
+            if name == POISON:
+                assert record["error"] == died
+            elif record["error"] is None:
+                assert record["hash"] == sha256(spec[name])
+            else:
+                assert record["error"] == died
+        assert "killed the workers that ran it" in run.stderr
+        assert "Traceback" not in run.stderr
+        client.wait_for_workers(2, timeout=60)
+        assert client.submit(sum, [1, 2], pure=False).result(timeout=60) == 3
+        again = run_cli(
+            "scan", "tree/ok0", "-a", "sha256", "--cluster", address, cwd=tmp_path, timeout=60
+        )
+        assert again.returncode == 0, again.stderr
+        assert again.stdout.split()[0].decode() == sha256(spec["ok0"])
 
 
 def test_interrupt_cancels_the_futures_and_leaves_the_cluster_usable(tmp_path, cluster, address):
@@ -433,3 +461,75 @@ def test_a_root_a_worker_does_not_see_is_one_line_and_exit_2(tmp_path):
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
+
+
+def live_members(pgid: int) -> list[int]:
+    """Processes of group ``pgid`` that are not zombies (a container's PID 1 may never
+    reap an orphan that already exited)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            found.append(int(entry))
+    return found
+
+
+def test_ctrl_c_to_the_process_group_of_a_local_cluster(tmp_path):
+    """A terminal's Ctrl-C reaches every process of the group: the LocalCluster's workers
+    too. With a worker blocked on a named FIFO nobody writes to: exit 130, not one
+    traceback on stderr (the workers ignore SIGINT), and no process of the run left."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "parhash", "scan", "fifo", "--cluster", "local:2"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    writer = None
+    try:
+        deadline = time.monotonic() + RUN_TIMEOUT
+        while writer is None:  # ENXIO until a worker has the FIFO open for reading
+            assert proc.poll() is None and time.monotonic() < deadline, "never opened"
+            with contextlib.suppress(OSError):
+                writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=RUN_TIMEOUT)
+        assert proc.returncode == 130, stderr.decode()
+        assert stdout == b""
+        assert b"Traceback" not in stderr, stderr.decode()
+        deadline = time.monotonic() + 30
+        while live_members(proc.pid):
+            assert time.monotonic() < deadline, f"left running: {live_members(proc.pid)}"
+            time.sleep(0.1)
+    finally:
+        if writer is not None:
+            os.close(writer)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def test_cache_is_not_used_on_a_cluster(tmp_path, address):
+    """``--cache --cluster``: one warning, the records of a run without the cache, and no
+    cache written (workers elsewhere cannot read this host's database; Dask may run a
+    task twice)."""
+    write_tree(tmp_path / "tree", TREE)
+    args = ("scan", "tree", "-a", "sha256", "-f", "jsonl")
+    cached = ("--cache", "--cache-dir", str(tmp_path / "cache"))
+    there = run_cli(*args, *cached, "--cluster", address, cwd=tmp_path, timeout=RUN_TIMEOUT)
+    here = run_cli(*args, cwd=tmp_path, timeout=RUN_TIMEOUT)
+    assert there.returncode == 0, there.stderr
+    assert there.stderr.splitlines()[0] == (
+        "parhash: warning: --cache is not used with --cluster: the workers read every file"
+    )
+    assert records_by_path(there.stdout) == records_by_path(here.stdout)
+    assert not (tmp_path / "cache").exists()
