@@ -191,7 +191,7 @@ class DaskExecutor(BaseExecutor):
                 done.thread_condition.wait(timeout=0.1)
             if time.monotonic() > check:
                 check = time.monotonic() + WORKER_CHECK
-                if not self.client.nthreads():
+                if not self._nthreads():
                     self._no_workers()
         return next(done)
 
@@ -208,12 +208,14 @@ class DaskExecutor(BaseExecutor):
         still stuck after GATHER_TIMEOUT is given up (``Lost``; the unit's files go again)."""
         from distributed import TimeoutError as DaskTimeout
 
+        if future.status in AGAIN:
+            return RUNS_AGAIN
         if future.status != "finished":
             return future.exception() if future.status == "error" else Lost("was cancelled")
         try:
             return future.result(timeout=GATHER_TIMEOUT)
         except (TimeoutError, DaskTimeout):
-            if future.status == "pending":
+            if future.status in AGAIN:
                 return RUNS_AGAIN
             with contextlib.suppress(Exception):
                 self.client.cancel([future], force=True)
@@ -260,12 +262,20 @@ class DaskExecutor(BaseExecutor):
 
     def _threads(self) -> int:
         """Worker threads of the cluster; with none yet (a batch queue), wait for one."""
-        threads = sum(self.client.nthreads().values())
+        threads = self._nthreads()
         if not threads:
             self._no_workers()
             self.client.wait_for_workers(1)
-            threads = sum(self.client.nthreads().values())
+            threads = self._nthreads()
         return max(threads, 1)
+
+    def _nthreads(self) -> int:
+        """Threads of the cluster's workers, from the scheduler; one that stopped answering
+        (it died, the network went) is fatal: the run cannot end without it."""
+        try:
+            return sum(self.client.nthreads().values())
+        except (OSError, RuntimeError, ValueError) as exc:
+            raise FatalError(f"lost the Dask scheduler at {self._where()}: {exc}") from None
 
     def _connect(self):
         """Connect to the scheduler, or start the LocalCluster; returns ``distributed``."""
@@ -348,6 +358,9 @@ class Lost(Exception):
 
 #: ``_outcome`` of a unit whose result the scheduler is computing again.
 RUNS_AGAIN = object()
+
+#: Future states of a unit that is being computed again (its result was lost with a worker).
+AGAIN = ("pending", "lost")
 
 
 def _killed(exc: BaseException) -> bool:
