@@ -96,6 +96,7 @@ def scan(
     follow_symlinks: bool = False,
     one_file_system: bool = False,
     exclude: Iterable[str] = (),
+    cluster: str | None = None,
     **cache: object,
 ) -> Iterator[FileRecord]:
     """Yield one ``FileRecord`` per file below ``paths``, in completion order.
@@ -105,6 +106,8 @@ def scan(
     ``KeyError``. A root named twice is scanned once.
     ``jobs=1`` hashes in this process; otherwise a process pool is used and shut down when
     the iterator is exhausted or closed.
+    ``cluster``: ``--cluster``'s ``tcp://HOST:PORT`` or ``local[:N]``: the files are hashed
+    on that Dask cluster (needs ``parhash[dask]``; bad text raises ValueError).
     ``cache``: the CLI's cache options (``cache=True``, ``cache_dir``, ``cache_trust``,
     ``verify_budget``, ``verify_max_age``, as text); a cache that cannot be used is a
     ``RuntimeWarning`` (``warnings``) and the scan goes on without it.
@@ -120,6 +123,7 @@ def scan(
         one_file_system=one_file_system,
         exclude=exclude,
         cache=library_cache_options(cache),
+        cluster=cluster,
     )
     return records(paths, options)
 
@@ -129,13 +133,15 @@ def check(
     *,
     jobs: int | None = None,
     out: BinaryIO | None = None,
+    cluster: str | None = None,
     **options: object,
 ) -> CheckResult:
     """Verify checksum files as ``parhash check`` does (``-`` reads stdin); the ``name: OK``
     and ``FAILED`` lines go to ``out`` if given. ``options``: ``check.CheckOptions``' fields,
     named as the CLI's options (``algo``, ``quiet``, ``status``, ``strict``, ``warn``,
     ``ignore_missing``, ``zero``), and ``allowed_signers``, ``identity``,
-    ``max_manifest_age`` (``signing.SignatureRefused`` when refused). Returns a
+    ``max_manifest_age`` (``signing.SignatureRefused`` when refused); ``cluster`` as for
+    ``scan``. Returns a
     ``commands.check.CheckResult``: ``exit_code``,
     ``ok``, ``mismatched``, ``unreadable``, ``unopened``, ``malformed``, ``messages``,
     ``warnings``."""
@@ -146,6 +152,7 @@ def check(
     from parhash.commands import Warnings
     from parhash.commands import check as command
     from parhash.commands.outputs import committed
+    from parhash.options import parse_cluster
     from parhash.signing import VERIFY_KEYWORDS, library_verify_options
 
     verify = library_verify_options(options)
@@ -163,6 +170,7 @@ def check(
             jobs=jobs,
             progress=lambda: warnings,
             verify=verify,
+            cluster=parse_cluster(cluster) if cluster is not None else None,
         )
     return replace(result, warnings=tuple(warnings.messages))
 
@@ -173,8 +181,9 @@ def audit(
     """Audit a tree against a manifest as ``parhash audit`` does; the report goes to ``out``
     if given. ``options``: ``commands.audit.AuditOptions``' fields (``fmt``: human, jsonl or
     json; ``fail_on``: classes as a list or the CLI's comma text; ``update``, ``verbose``,
-    ``quiet``, ``algo``, ``jobs``, ``color``), the cache options (``cache=True``,
-    ``cache_dir``, ``cache_trust``, ``verify_budget``, ``verify_max_age``) and the
+    ``quiet``, ``algo``, ``jobs``, ``cluster`` as for ``scan``, ``color``), the cache
+    options (``cache=True``, ``cache_dir``, ``cache_trust``, ``verify_budget``,
+    ``verify_max_age``) and the
     selection options that replace the recorded ones (``exclude=[...]``, ``max_depth``,
     ``hidden``, ``gitignore``, ``min_size``/``max_size`` in bytes, ``follow_symlinks``,
     ``one_file_system``), the signature options (``allowed_signers``, ``identity``,

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from parhash.commands.audit import AuditOptions
     from parhash.commands.outputs import Outputs
     from parhash.commands.scan import ScanFormat, ScanInputs
-    from parhash.options import ScanOptions
+    from parhash.options import ClusterTarget, ScanOptions
     from parhash.signing import VerifyOptions
 
 EXIT_CODES_HELP = exit_status_help()
@@ -177,6 +177,34 @@ Jobs = Annotated[
         callback=_at_least_one,
         help="Worker processes, 1 or more (default: 2 x usable CPUs; at most 4 x usable "
         "CPUs and 64).",
+    ),
+]
+
+
+def _parse_cluster(value: Optional[str]) -> object:
+    """``--cluster``, parsed once here into a ``ClusterTarget`` (``options.parse_cluster``:
+    nothing is contacted). Typer reads this signature at run time: no names from
+    TYPE_CHECKING in it."""
+    if value is None:
+        return None
+    from parhash.options import parse_cluster
+
+    try:
+        return parse_cluster(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+Cluster = Annotated[
+    Optional[str],
+    typer.Option(
+        "--cluster",
+        metavar="ADDRESS|local[:N]",
+        callback=_parse_cluster,
+        help="Run the hashing on a Dask cluster: a scheduler (tcp://HOST:PORT) whose workers "
+        "mount the same paths, or local:N, a LocalCluster of N processes (default 2). "
+        "Needs pip install 'parhash[dask]'.",
+        show_default=False,
     ),
 ]
 Progress = Annotated[
@@ -367,6 +395,7 @@ def scan(
         bool, typer.Option("--null", "-0", help="--files-from: paths end with NUL, not newline.")
     ] = False,
     jobs: Jobs = None,
+    cluster: Cluster = None,
     tag: Annotated[
         bool,
         typer.Option(
@@ -438,6 +467,7 @@ def scan(
         hidden=hidden,
         gitignore=gitignore,
         cache=_cache_options(cache, cache_dir, cache_trust, verify_budget, verify_max_age),
+        cluster=cluster,  # type: ignore[arg-type]  # a ClusterTarget: _parse_cluster
     )
     inputs = ScanInputs(
         tuple(paths or ([] if files_from else ["."])),
@@ -767,6 +797,7 @@ def check(
         bool, typer.Option("--zero", "-z", help="Checksum records end with NUL.")
     ] = False,
     jobs: Jobs = None,
+    cluster: Cluster = None,
     progress: Progress = None,
     allowed_signers: AllowedSigners = None,
     identity: Identity = None,
@@ -787,7 +818,8 @@ def check(
     )
     verify = verify_options(allowed_signers, identity, max_manifest_age)
     names = sums_files or ["-"]
-    raise typer.Exit(int(run_check(names, options, jobs=jobs, progress=progress, verify=verify)))
+    code = run_check(names, options, jobs=jobs, progress=progress, verify=verify, cluster=cluster)  # type: ignore[arg-type]
+    raise typer.Exit(int(code))
 
 
 def run_check(
@@ -797,6 +829,7 @@ def run_check(
     jobs: int | None,
     progress: bool | None,
     verify: VerifyOptions | None = None,
+    cluster: ClusterTarget | None = None,
 ) -> ExitCode:
     """A check (``commands.check``) with its closing warnings on stderr; see ``guarded``."""
     from parhash.commands import check as command
@@ -806,7 +839,7 @@ def run_check(
         bar = functools.partial(make_progress, progress, quiet=False)
         stdout = outputs.stdout()
         result = command.run(
-            names, options, stdout, outputs, jobs=jobs, progress=bar, verify=verify
+            names, options, stdout, outputs, jobs=jobs, progress=bar, verify=verify, cluster=cluster
         )
         for message in result.messages:
             err(f"parhash: {message}")
@@ -923,6 +956,7 @@ def audit(
     min_size: MinSize = None,
     max_size: MaxSize = None,
     jobs: Jobs = None,
+    cluster: Cluster = None,
     progress: Progress = None,
     color: Color = "auto",
     cache: Cache = False,
@@ -980,6 +1014,7 @@ def audit(
         quiet=quiet,
         algo=_check_algo(algo) if algo else None,
         jobs=jobs,
+        cluster=cluster,  # type: ignore[arg-type]  # a ClusterTarget: _parse_cluster
         color=color_enabled(sys.stdout),  # the report is on stdout: colour if that is a TTY
         selection=overrides,
         cache=_cache_options(cache, cache_dir, cache_trust, verify_budget, verify_max_age),

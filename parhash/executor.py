@@ -7,18 +7,22 @@ makes while consuming results (a hard link's one read, a lost task's files again
 through ``inject``. Closing the ``results`` generator (or ``close``) stops every worker.
 
 Implementations: ``InlineExecutor`` (this process, ``-j 1``), ``pool.PoolExecutor`` (a local
-``multiprocessing.Pool``), and later a cluster executor: none of them changes the pipeline.
+``multiprocessing.Pool``) and ``cluster.DaskExecutor`` (a Dask cluster): none of them changes the
+pipeline.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from parhash.hashing import WorkCounters, count_progress
 from parhash.tasks import LostTask, Task, TaskResult, WorkSpec
 from parhash.worker import run_task
+
+if TYPE_CHECKING:
+    from parhash.options import ClusterTarget
 
 
 class Executor(Protocol):
@@ -80,14 +84,27 @@ class InlineExecutor(BaseExecutor):
             count_progress(None)
 
 
+def stderr_warning(message: str) -> None:
+    """Default ``warn`` for library callers that pass none: the CLI's warning format."""
+    from parhash.progress import NullProgress
+
+    NullProgress().warn(message)
+
+
 def make_executor(
     spec: WorkSpec,
     jobs: int,
     counters: WorkCounters | None = None,
     warn: Callable[[str], None] | None = None,
+    cluster: ClusterTarget | None = None,
 ) -> Executor:
-    """``jobs`` 1 runs in this process; otherwise a local Pool (imported only then). ``warn``
+    """``cluster`` (``--cluster``) runs on Dask (cluster.py, imported only then); else
+    ``jobs`` 1 runs in this process, otherwise a local Pool (imported only then). ``warn``
     gets the lines about the executor itself (a worker died)."""
+    if cluster is not None:
+        from parhash.cluster import DaskExecutor
+
+        return DaskExecutor(spec, cluster, warn)
     if jobs <= 1:
         return InlineExecutor(spec, counters)
     from parhash.pool import PoolExecutor

@@ -18,6 +18,38 @@ from parhash.walk import WalkOptions
 
 
 @dataclass(frozen=True)
+class ClusterTarget:
+    """Where ``--cluster`` sends the tasks: a scheduler's ``address``, or (None) a
+    LocalCluster of ``workers`` processes that this run starts and stops."""
+
+    address: str | None = None
+    workers: int = 2
+
+    def __str__(self) -> str:
+        return self.address if self.address is not None else f"local:{self.workers}"
+
+
+#: Worker processes of ``--cluster local`` without a count: a quick try on a laptop.
+LOCAL_CLUSTER_WORKERS = 2
+
+
+def parse_cluster(text: str) -> ClusterTarget:
+    """``--cluster``: ``local``, ``local:N`` (N >= 1), or a scheduler address
+    (``tcp://host:port``, any ``scheme://``, or ``host:port``, which Dask takes as tcp).
+    ValueError says what is wrong; nothing is imported or contacted here."""
+    if text == "local" or text.startswith("local:"):
+        count = text.partition(":")[2] or str(LOCAL_CLUSTER_WORKERS)
+        if not count.isdigit() or int(count) < 1:
+            raise ValueError(f"{text!r}: local:N takes a worker count of 1 or more")
+        return ClusterTarget(None, int(count))
+    scheme, sep, rest = text.partition("://")
+    host, colon, port = (rest if sep else text).rpartition(":")
+    if not (colon and host and port.isdigit()) and not (sep and scheme and rest):
+        raise ValueError(f"{text!r}: expected tcp://HOST:PORT, HOST:PORT, local or local:N")
+    return ClusterTarget(text)
+
+
+@dataclass(frozen=True)
 class ScanOptions:
     """Everything that decides which files are hashed and how."""
 
@@ -32,6 +64,8 @@ class ScanOptions:
     dedupe_links: bool = True
     #: The persistent hash cache (``--cache``), or None.
     cache: CacheOptions | None = None
+    #: ``--cluster``: run the tasks on a Dask cluster (``parse_cluster``), or None (here).
+    cluster: ClusterTarget | None = None
 
     def hash_settings(self) -> HashSettings:
         pseudo = frozenset(pseudo_devices())
@@ -46,11 +80,13 @@ def scan_options(
     max_size: int | None = None,
     dedupe_links: bool = True,
     cache: CacheOptions | None = None,
+    cluster: str | ClusterTarget | None = None,
     **walk: object,
 ) -> ScanOptions:
     """ScanOptions from flat keyword arguments (``walk`` takes WalkOptions' fields): what
     the CLI and ``parhash.scan`` take. ``algo``: names or a comma list, parsed here
-    once (an unknown name raises KeyError)."""
+    once (an unknown name raises KeyError). ``cluster``: ``--cluster``'s text or a
+    ``ClusterTarget`` (bad text raises ValueError)."""
     if "exclude" in walk:
         walk["exclude"] = tuple(walk["exclude"])  # type: ignore[arg-type]
     names = algo if isinstance(algo, str) else ",".join(algo)
@@ -62,6 +98,7 @@ def scan_options(
         max_size=max_size,
         dedupe_links=dedupe_links,
         cache=cache,
+        cluster=parse_cluster(cluster) if isinstance(cluster, str) else cluster,
     )
 
 

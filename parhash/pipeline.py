@@ -38,6 +38,12 @@ if TYPE_CHECKING:
 #: bounds what is alive at once: a slow stdout stops the walker, not memory growth.
 QUEUE_DEPTH = 16
 
+#: Why ``--cache`` does nothing with ``--cluster``: the cache is a database on this host's
+#: disk that a worker elsewhere cannot read, its stamps (inode, ctime) would come from the
+#: workers' view of the mount, and Dask may run a task twice. Workers read every file; the
+#: outputs are those of a run without ``--cache``.
+CLUSTER_NO_CACHE = "--cache is not used with --cluster: the workers read every file"
+
 #: Error text for files that were lost twice with a dying worker.
 WORKER_DIED = "worker process died while hashing this file"
 
@@ -180,9 +186,11 @@ def iter_chunks(
     first = next(tasks, None)
     if first is None:
         return
-    counters = progress.counters(max(jobs, 1)) if progress is not None else None
+    # Shared-memory counters reach local workers only: on a cluster the bar counts results.
+    local = progress is not None and options.cluster is None
+    counters = progress.counters(max(jobs, 1)) if local else None  # type: ignore[union-attr]
     spec = WorkSpec(settings, rendering, cache.spec() if cache is not None else None)
-    executor = make_executor(spec, jobs, counters, warn)
+    executor = make_executor(spec, jobs, counters, warn, options.cluster)
     if progress is not None:
         executor.on_start = lambda: progress.start(counters, found)
     run = _Run(executor, options, rendering, ids, contexts, cache)
@@ -292,6 +300,9 @@ def open_cache(options: ScanOptions, warn) -> CacheSession | None:
     sqlite3 is imported only for a run with --cache. Opened before the run's sources are
     made, so that the walk can skip the cache's own files (``CacheSession.identities``)."""
     if options.cache is None:
+        return None
+    if options.cluster is not None:
+        warn(CLUSTER_NO_CACHE)
         return None
     from parhash.cache_store import open_session
 

@@ -44,7 +44,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 
-from parhash.executor import BaseExecutor
+from parhash.executor import BaseExecutor, stderr_warning
 from parhash.exit_codes import FatalError
 from parhash.hashing import WorkCounters, count_progress
 from parhash.tasks import LostTask, Task, TaskResult, WorkSpec
@@ -369,7 +369,7 @@ class PoolExecutor(BaseExecutor):
     ) -> None:
         super().__init__(spec, counters)
         self.processes = processes
-        self.warn = warn or _stderr_warning
+        self.warn = warn or stderr_warning
         self.exhausted = False
         self.source: Iterator[Task] = iter(())
         self.source_lock = threading.Lock()
@@ -448,13 +448,6 @@ def _dead(workers: list) -> list[tuple[int, int | None]]:
     """(pid, exitcode) of the workers we started that are gone (reaps exited children)."""
     alive = {p.pid for p in multiprocessing.active_children()}
     return [(p.pid, p.exitcode) for p in workers if p.pid not in alive]
-
-
-def _stderr_warning(message: str) -> None:
-    """Default ``warn`` for library callers that pass none: the CLI's warning format."""
-    from parhash.progress import NullProgress
-
-    NullProgress().warn(message)
 
 
 #: Seconds ``terminate()`` may take before its workers are killed by hand. A broken pool gets

@@ -109,6 +109,9 @@ class WorkSpec:
     rendering: object | None = None
     #: ``cache_lookup.CacheSpec`` of a run with ``--cache`` (tasks with a ``cache`` key use it).
     cache: object | None = None
+    #: The client's working directory, for workers in other processes with another one (a
+    #: Dask cluster): relative paths are opened below it, and records keep them as given.
+    base: str | None = None
 
 
 @dataclass(slots=True)

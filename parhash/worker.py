@@ -1,16 +1,17 @@
 """The worker side of the seam: one task in, one ``TaskResult`` out.
 
-``run_task`` is what every executor runs (a pool worker, this process for ``-j 1``, later a
-cluster worker): it reads and hashes the task's files (hashing.py), makes their records
-here, and formats them with the sink's own formatter (report.py), so the parent receives one
-bytes blob per task instead of one object per file. It lives at module top level and keeps no
-state between tasks beyond per-process caches, so it works under every start method and in
-a thread of a process that runs other tasks at the same time.
+``run_task`` is what every executor runs (a pool worker, this process for ``-j 1``, a Dask
+worker through ``cluster.run_tasks``): it reads and hashes the task's files (hashing.py),
+makes their records here, and formats them with the sink's own formatter (report.py), so the
+parent receives one bytes blob per task instead of one object per file. It lives at module
+top level and keeps no state between tasks beyond per-process caches, so it works under
+every start method and in a thread of a process that runs other tasks at the same time.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import replace
 
 from parhash.algorithms import Algorithm, get_algorithm
@@ -36,7 +37,8 @@ def run_task(spec: WorkSpec, task: Task) -> TaskResult:
     for prefix, group in task.groups:
         paths = [prefix + name for name in group] if prefix else list(group)
         if cached is None:
-            answer.add(paths, hash_files(paths, algos, task.follow, settings, task.named))
+            opened = paths if spec.base is None else [os.path.join(spec.base, p) for p in paths]
+            answer.add(paths, hash_files(opened, algos, task.follow, settings, task.named))
         else:
             answer.add(paths, cached.hash_group(prefix, group, paths))
     result = answer.result()

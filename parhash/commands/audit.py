@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, BinaryIO, NamedTuple
 
 from parhash.audit_store import CLASSES, DEFAULT_FAIL_ON
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from parhash.cache_policy import CacheOptions
     from parhash.commands.outputs import Outputs
     from parhash.model import CacheCounts, Summary
+    from parhash.options import ClusterTarget
     from parhash.pipeline import ProgressSink
     from parhash.signing import SignSpec, VerifyOptions
 
@@ -41,6 +42,8 @@ class AuditOptions:
     quiet: bool = False  #: no title, no warnings; the report lists only changes
     algo: str | None = None  #: the algorithm of a sums manifest (canonical name)
     jobs: int | None = None  #: worker processes (resolved once, by the pipeline)
+    #: ``--cluster``: hash on Dask (``options.parse_cluster``), or None: here.
+    cluster: ClusterTarget | None = None
     color: bool = False  #: colour the human report
     #: Selection options that replace the recorded ones (``baseline.SELECTION_DEFAULTS``'
     #: keys; sizes in bytes, ``exclude`` a list of globs).
@@ -150,6 +153,7 @@ def run(
         walk_here = own_files_skipped(baseline.walk_options(selection, plan), outputs, *skipped)
         bar = progress()
         scan = baseline.scan_options(selection, algos, options.jobs, walk_here, options.cache)
+        scan = replace(scan, cluster=options.cluster)
         cache = open_cache(scan, bar.warn)
         if cache is not None:
             walk_here = skipping(walk_here, cache.identities())
@@ -276,4 +280,8 @@ def audit_options(given: Mapping[str, object]) -> AuditOptions:
     chosen["fail_on"] = parse_fail_on(fail_on if isinstance(fail_on, str) else ",".join(fail_on))  # type: ignore[arg-type]
     if chosen.get("algo"):
         chosen["algo"] = canonical(chosen["algo"])
+    if isinstance(chosen.get("cluster"), str):
+        from parhash.options import parse_cluster
+
+        chosen["cluster"] = parse_cluster(chosen["cluster"])  # type: ignore[arg-type]
     return AuditOptions(**chosen, selection=selection)  # type: ignore[arg-type]

@@ -15,6 +15,7 @@ from parhash.exit_codes import ExitCode
 
 if TYPE_CHECKING:
     from parhash.commands.outputs import Outputs
+    from parhash.options import ClusterTarget
     from parhash.pipeline import ProgressSink
     from parhash.signing import VerifyOptions
 
@@ -56,12 +57,13 @@ def run(
     jobs: int | None,
     progress: Callable[[], ProgressSink],
     verify: VerifyOptions | None = None,
+    cluster: ClusterTarget | None = None,
 ) -> CheckResult:
     """Verify the checksum files ``names`` (``-``: stdin); the ``name: OK`` lines go to
     ``stream`` (None: nowhere). Raises ``FatalError`` before hashing for a checksum file
     whose algorithm cannot be told; with ``verify``, ``SignatureRefused`` (exit 3) before
     anything is read for a checksum file whose signature is not accepted, and after the
-    run for one that changed while it was read."""
+    run for one that changed while it was read. ``cluster``: hash on Dask (``--cluster``)."""
     from parhash.checking import CheckReport, CheckSink, check_sources
     from parhash.options import ScanOptions
     from parhash.pipeline import run
@@ -78,7 +80,7 @@ def run(
             each.check_unchanged()  # a line is printed (renaming it touched its ctime)
         bar = progress()
         sink = CheckSink(stream if stream is not None else _Discard(), report, bar.warn)  # type: ignore[arg-type]
-        scan = ScanOptions(jobs=jobs)
+        scan = ScanOptions(jobs=jobs, cluster=cluster)
         run(sources, scan, outputs.completing(sink), bar, warn_errors=False)
         for each in verified:
             each.check_unchanged()
