@@ -63,9 +63,7 @@ import base64
 import binascii
 import calendar
 import math
-import os
 import re
-import stat
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -309,27 +307,13 @@ def load(path: str) -> AllowedSigners:
 def _read(path: str) -> bytes:
     """The file's bytes, at most MAX_FILE_BYTES; a FIFO or device is refused before any
     read (O_NONBLOCK: opening a FIFO must not wait for a writer)."""
+    from parhash.fsutil import read_regular
+
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        data, _ = read_regular(path, MAX_FILE_BYTES)
     except OSError as exc:
         raise AllowedSignersError(f"{path}: {exc.strerror}") from None
-    try:
-        mode = os.fstat(fd).st_mode
-        if stat.S_ISDIR(mode):
-            raise AllowedSignersError(f"{path}: is a directory")
-        if not stat.S_ISREG(mode):
-            raise AllowedSignersError(f"{path}: not a regular file")
-        chunks, size = [], 0
-        while size <= MAX_FILE_BYTES:
-            chunk = os.read(fd, MAX_FILE_BYTES + 1 - size)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-    except OSError as exc:
-        raise AllowedSignersError(f"{path}: {exc.strerror}") from None
-    finally:
-        os.close(fd)
+    size = len(data)
     if size > MAX_FILE_BYTES:
         raise AllowedSignersError(
             f"{path}: larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB: not an "
@@ -337,7 +321,7 @@ def _read(path: str) -> bytes:
         )
     if size == 0:
         raise AllowedSignersError(f"{path}: empty file (no signers)")
-    return b"".join(chunks)
+    return data
 
 
 def _lines(path: str, data: bytes) -> Iterator[tuple[int, str]]:

@@ -20,6 +20,41 @@ _FILE_KINDS = {
 }
 
 
+class NotRegularFile(OSError):
+    """A directory, FIFO or device where a regular file must be (``open_regular``)."""
+
+
+def open_regular(path: str) -> tuple[int, os.stat_result]:
+    """A read descriptor of the regular file ``path``, and its stat. Opened non-blocking: a
+    FIFO where a small input belongs (a key, a signature, allowed_signers, a file to sign)
+    is refused at once instead of waiting for a writer forever (from cron). Raises the
+    OSError of ``open``, or NotRegularFile ("is a directory", "not a regular file")."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        why = "is a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+        raise NotRegularFile(0, why, path)
+    return fd, st
+
+
+def read_regular(path: str, limit: int) -> tuple[bytes, os.stat_result]:
+    """At most ``limit + 1`` bytes of the regular file ``path`` (``open_regular``), so the
+    caller tells a file larger than ``limit`` without reading it all; and its stat."""
+    fd, st = open_regular(path)
+    try:
+        chunks, size = [], 0
+        while size <= limit:
+            chunk = os.read(fd, limit + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    finally:
+        os.close(fd)
+    return b"".join(chunks), st
+
+
 def file_kind(mode: int) -> str:
     """A human name for a non-regular file type, for error records."""
     return _FILE_KINDS.get(stat.S_IFMT(mode), "special file")

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 from parhash import sshsig
 from parhash.commands.outputs import signature_path
 from parhash.exit_codes import ExitCode, FatalError
+from parhash.fsutil import read_regular
 
 if TYPE_CHECKING:
     from parhash.allowed_signers import AllowedSigners
@@ -254,7 +255,7 @@ def verify_file(
     decision = signers.decide(envelope.public_key, sshsig.NAMESPACE, now, options.identity)
     if not decision.accepted:
         raise SignatureRefused(f"{signature_path(path)}: refused: {decision.reason}")
-    fd, st = _open_regular(path)
+    fd, st = open_input(path)
     try:
         _check(path, envelope, sshsig.digest_fd(fd, envelope.hash_alg))
         facts = _comment_facts(path, envelope, comment)
@@ -267,10 +268,9 @@ def verify_file(
     return Verified(path, decision.principals, envelope.public_key, facts, created, st, fd)
 
 
-def verify_all(paths: Sequence[str], options: VerifyOptions | None) -> list[Verified]:
-    """Verify every input of a run before anything is scanned (nothing without options)."""
-    if options is None:
-        return []
+def verify_all(paths: Sequence[str], options: VerifyOptions) -> list[Verified]:
+    """Verify every input of a run before anything is scanned (callers import this only
+    when ``--allowed-signers`` was given)."""
     from parhash.allowed_signers import load
 
     signers = load(options.allowed_signers)
@@ -290,7 +290,7 @@ def verify_all(paths: Sequence[str], options: VerifyOptions | None) -> list[Veri
 def _read_signature(path: str) -> tuple[sshsig.Envelope, str]:
     sig_path = signature_path(path)
     try:
-        data = _read_small_regular(sig_path, MAX_SIGNATURE_FILE + 1)
+        data, _ = read_regular(sig_path, MAX_SIGNATURE_FILE)
     except FileNotFoundError:
         raise SignatureRefused(f"{path}: not signed ({sig_path} does not exist)") from None
     except OSError as exc:
@@ -306,35 +306,15 @@ def _read_signature(path: str) -> tuple[sshsig.Envelope, str]:
         raise SignatureRefused(f"{sig_path}: {exc}") from None
 
 
-def _read_small_regular(path: str, limit: int) -> bytes:
-    """Up to ``limit`` bytes of a regular file. Opened non-blocking, so a FIFO put where
-    the signature belongs is refused at once instead of waiting for a writer forever."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(0, "not a regular file")
-        chunks, size = [], 0
-        while size < limit:
-            chunk = os.read(fd, limit - size)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
+def open_input(path: str) -> tuple[int, os.stat_result]:
+    """A signed (or to be signed) input, open: a regular file (``fsutil.open_regular``),
+    else FatalError (stdin, a FIFO or a device has no place for a ``.sig`` beside it)."""
+    from parhash.fsutil import open_regular
 
-
-def _open_regular(path: str) -> tuple[int, os.stat_result]:
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)  # a FIFO: no wait
+        return open_regular(path)
     except OSError as exc:
         raise FatalError(f"{path}: {exc.strerror or exc}") from None
-    st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode):
-        os.close(fd)
-        raise FatalError(f"{path}: a signed input must be a regular file")
-    return fd, st
 
 
 def _check(path: str, envelope: sshsig.Envelope, digest: bytes) -> None:

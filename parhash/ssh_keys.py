@@ -88,23 +88,14 @@ def load_signer(path: str, *, passphrase: Callable[[str], bytes] | None = None) 
 def _read_key_file(path: str) -> tuple[bytes, os.stat_result]:
     """At most MAX_KEY_FILE bytes of a regular file. O_NONBLOCK: a FIFO given by mistake
     must not block the run before it starts."""
+    from parhash.fsutil import read_regular
+
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        data, st = read_regular(path, MAX_KEY_FILE)
     except FileNotFoundError:
         raise SigningKeyError(f"{path}: no such file") from None
     except OSError as exc:
         raise SigningKeyError(f"{path}: {exc.strerror or exc}") from None
-    try:
-        st = os.fstat(fd)
-        if stat.S_ISDIR(st.st_mode):
-            raise SigningKeyError(f"{path}: is a directory, not a key file")
-        if not stat.S_ISREG(st.st_mode):
-            raise SigningKeyError(f"{path}: not a regular file")
-        data = os.read(fd, MAX_KEY_FILE + 1)
-    except OSError as exc:
-        raise SigningKeyError(f"{path}: {exc.strerror or exc}") from None
-    finally:
-        os.close(fd)
     if len(data) > MAX_KEY_FILE:
         raise SigningKeyError(f"{path}: larger than {MAX_KEY_FILE // 1024} KiB: not a key file")
     return data, st

@@ -91,18 +91,11 @@ def verify(paths: Sequence[str], options: VerifyOptions) -> VerifyResult:
 def _regular(path: str) -> tuple[str, int]:
     """``path`` open for reading: a regular file (stdin and devices have no place for a
     ``.sig`` beside them)."""
-    import stat
+    from parhash.signing import open_input
 
     if path == "-":
         raise FatalError("sign needs files: standard input has no place for a .sig")
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)  # a FIFO: no wait
-    except OSError as exc:
-        raise FatalError(f"{path}: {exc.strerror or exc}") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise FatalError(f"{path}: not a regular file")
-    return path, fd
+    return path, open_input(path)[0]
 
 
 def _refuse_signing_over_an_input(paths: Sequence[str]) -> None:
